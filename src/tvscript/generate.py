@@ -1,0 +1,205 @@
+"""Script generation: carried LSTM state, one model step per new word, script-form rules.
+
+``generate_ids`` runs the prime once, then feeds back one token per step for all
+sequences at once (num_return_sequences is the batch). ``ScriptForm`` keeps the output
+well-formed when ``structured`` is on: every turn starts with a speaker tag (from the
+cast, optionally never the previous speaker), a tag is followed by dialogue, brackets
+close before the turn ends, ``<unk>`` is never drawn, and the scene ends at a turn
+boundary.
+"""
+
+from __future__ import annotations
+
+import secrets
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+
+import torch
+
+from .errors import TvscriptError
+from .model import LSTMLanguageModel
+from .sampling import sample
+from .vocab import Vocab
+
+GRACE_TOKENS = 64  # past max_new_tokens, this many more to finish the turn, then it is closed
+
+
+@dataclass(frozen=True)
+class GenerationConfig:
+    """Sampling options, named as Hugging Face names them."""
+
+    max_new_tokens: int = 300
+    temperature: float = 0.9
+    top_k: int | None = None
+    top_p: float = 0.95
+    repetition_penalty: float = 1.0
+    num_return_sequences: int = 1
+    seed: int | None = None
+    max_lines: int | None = None
+    cast: tuple[str, ...] | None = None  # only these speakers
+    no_self_reply: bool = False
+    structured: bool = True
+
+    def __post_init__(self) -> None:
+        checks = [
+            (self.max_new_tokens >= 1, f"max_new_tokens must be at least 1, got {self.max_new_tokens}"),
+            (self.temperature >= 0, f"temperature must be >= 0, got {self.temperature}"),
+            (self.top_k is None or self.top_k >= 1, f"top_k must be at least 1, got {self.top_k}"),
+            (0 < self.top_p <= 1, f"top_p must be in (0, 1], got {self.top_p}"),
+            (self.repetition_penalty > 0, f"repetition_penalty must be > 0, got {self.repetition_penalty}"),
+            (self.num_return_sequences >= 1, f"num_return_sequences must be at least 1, got {self.num_return_sequences}"),
+            (self.max_lines is None or self.max_lines >= 1, f"max_lines must be at least 1, got {self.max_lines}"),
+            (self.seed is None or 0 <= self.seed < 2**63, f"seed must be in [0, 2^63), got {self.seed}"),
+        ]
+        for ok, message in checks:
+            if not ok:
+                raise TvscriptError(message)
+
+
+@dataclass
+class ScriptForm:
+    """Per-sequence state of the script-form rules; ``banned()`` is the mask for the next draw."""
+
+    vocab: Vocab
+    batch: int
+    cast_ids: torch.Tensor | None = None
+    no_self_reply: bool = False
+    is_speaker: torch.Tensor = field(init=False)  # (V,) bool
+    at_turn_start: torch.Tensor = field(init=False)  # (N,) bool
+    after_tag: torch.Tensor = field(init=False)  # (N,) bool: last token was a speaker tag
+    depth: torch.Tensor = field(init=False)  # (N,) open "(" or "[" in this turn
+    last_speaker: torch.Tensor = field(init=False)  # (N,) id, -1 for none
+
+    def __post_init__(self) -> None:
+        v = self.vocab
+        self.is_speaker = torch.zeros(len(v), dtype=torch.bool)
+        self.is_speaker[v.speaker_ids()] = True
+        self.allowed_speakers = self.is_speaker.clone()
+        if self.cast_ids is not None:
+            self.allowed_speakers = torch.zeros_like(self.is_speaker)
+            self.allowed_speakers[self.cast_ids] = True
+        self.opens = torch.tensor([v.stoi.get(t, -1) for t in ("(", "[")])
+        self.closes = torch.tensor([v.stoi.get(t, -1) for t in (")", "]")])
+        self.at_turn_start = torch.ones(self.batch, dtype=torch.bool)
+        self.after_tag = torch.zeros(self.batch, dtype=torch.bool)
+        self.depth = torch.zeros(self.batch, dtype=torch.long)
+        self.last_speaker = torch.full((self.batch,), -1, dtype=torch.long)
+
+    def update(self, ids: torch.Tensor) -> None:
+        """Advance the rules past tokens ids (N,)."""
+        eot = ids == self.vocab.eot_id
+        tag = self.is_speaker[ids]
+        self.last_speaker = torch.where(tag, ids, self.last_speaker)
+        self.after_tag = tag
+        opened = (ids[:, None] == self.opens[None]).any(-1)
+        closed = (ids[:, None] == self.closes[None]).any(-1)
+        self.depth = torch.where(eot, 0, (self.depth + opened.long() - closed.long()).clamp(min=0))
+        self.at_turn_start = eot
+
+    def banned(self, finishing: torch.Tensor) -> torch.Tensor:
+        """(N, V) bool of tokens that would break the form; ``finishing`` rows must end their turn."""
+        v = self.vocab
+        banned = self.is_speaker[None].expand(self.batch, -1).clone()  # tags only at a turn start
+        banned[:, v.unk_id] = True
+        start = self.at_turn_start
+        banned[start] = ~self.allowed_speakers
+        if self.no_self_reply:
+            rows = start & (self.last_speaker >= 0)
+            banned[rows, self.last_speaker[rows]] = True
+            # a one-person cast would have nothing left: then allow the repeat
+            stuck = rows & banned.all(-1)
+            banned[stuck, self.last_speaker[stuck]] = False
+        inside = ~start
+        open_ = inside & (self.depth > 0)
+        banned[open_, v.eot_id] = True  # close brackets before the turn ends
+        banned[self.after_tag, v.eot_id] = True  # a tag is followed by dialogue
+        for idx in self.opens[self.opens >= 0]:
+            banned[open_, idx] = True  # no nesting
+        for idx in self.closes[self.closes >= 0]:
+            banned[inside & (self.depth == 0), idx] = True
+        # Over budget: close what is open, then end the turn.
+        force = finishing & inside & ~self.after_tag
+        if bool(force.any()):
+            only = torch.ones(len(v), dtype=torch.bool)
+            only[v.eot_id] = False
+            closing = torch.ones(len(v), dtype=torch.bool)
+            closing[self.closes[self.closes >= 0]] = False
+            banned[force & (self.depth == 0)] = only
+            banned[force & (self.depth > 0)] = closing
+        return banned
+
+
+def resolve_cast(vocab: Vocab, cast: tuple[str, ...] | None) -> torch.Tensor | None:
+    if not cast:
+        return None
+    ids, unknown = [], []
+    for name in cast:
+        token = f"{name.strip().lower().rstrip(':')}:"
+        (ids.append(vocab.stoi[token]) if token in vocab.stoi else unknown.append(name))
+    if unknown:
+        known = ", ".join(vocab.speakers()[:8])
+        raise TvscriptError(f"unknown cast member(s): {', '.join(unknown)} (the model knows e.g. {known})")
+    return torch.tensor(ids)
+
+
+def new_seed() -> int:
+    return secrets.randbits(63)
+
+
+@torch.inference_mode()
+def generate_ids(
+    model: LSTMLanguageModel,
+    vocab: Vocab,
+    prime_ids: list[int],
+    config: GenerationConfig,
+    seed: int,
+) -> Iterator[torch.Tensor]:
+    """Yield the next token id of every sequence, (N,), one model step each.
+
+    A finished sequence (max_lines reached) yields -1 from then on; the iterator stops
+    when all are finished or the budget (plus the grace to end a turn) is spent.
+    """
+    device = next(model.parameters()).device
+    n = config.num_return_sequences
+    generator = torch.Generator().manual_seed(seed)
+    prime = torch.tensor([prime_ids or [vocab.eot_id]], device=device).expand(n, -1)  # (N, P)
+    logits, _, state = model(prime, None)  # (N, V)
+    form = ScriptForm(vocab, n, resolve_cast(vocab, config.cast), config.no_self_reply) if config.structured else None
+    if form is not None:
+        last = prime[:, -1].cpu()
+        form.update(last)
+        speakers = [i for i in prime_ids if form.is_speaker[i]]
+        form.last_speaker[:] = speakers[-1] if speakers else -1
+    seen = torch.zeros(n, len(vocab), dtype=torch.bool)
+    seen[:, torch.tensor(prime_ids or [vocab.eot_id])] = True
+    lines = torch.zeros(n, dtype=torch.long)
+    done = torch.zeros(n, dtype=torch.bool)
+    limit = config.max_new_tokens + (GRACE_TOKENS if form is not None else 0)
+    for step in range(limit):
+        finishing = torch.full((n,), step >= config.max_new_tokens)
+        banned = form.banned(finishing) if form is not None else None
+        ids = sample(
+            logits.cpu(), generator, temperature=config.temperature, top_k=config.top_k, top_p=config.top_p,
+            repetition_penalty=config.repetition_penalty, seen=seen, banned=banned,
+        )  # (N,)
+        ids = torch.where(done, -1, ids)
+        yield ids
+        live = ~done
+        seen[live.nonzero().squeeze(-1), ids[live]] = True
+        if form is not None:
+            form.update(ids.clamp(min=0))
+        lines += (ids == vocab.eot_id).long()
+        if config.max_lines is not None:
+            done |= lines >= config.max_lines
+        if form is not None and step >= config.max_new_tokens:
+            done |= ids == vocab.eot_id  # the budget is spent and the turn has ended
+        if bool(done.all()):
+            return
+        logits, _, state = model(ids.clamp(min=0)[:, None].to(device), state)
+
+
+def prime_tokens(vocab: Vocab, tokens: list[str]) -> tuple[list[int], list[str]]:
+    """Ids of the prime tokens and the words not in the vocabulary."""
+    unknown = [t for t in tokens if t not in vocab.stoi]
+    return [vocab.stoi.get(t, vocab.unk_id) for t in tokens], unknown
+

@@ -1,0 +1,141 @@
+"""The language model: Embedding -> LSTM layers -> full or adaptive softmax.
+
+``forward(idx, state, targets)`` returns ``(logits, loss, state)`` in the manner of
+nanoGPT: with targets, the mean cross-entropy over every non-padding position; without,
+the logits of the last position only (what sampling needs). Regularisation follows
+AWD-LSTM: embedding dropout (whole word types), locked (variational) dropout on the
+input, between layers and on the output, and optional tied input/output embeddings.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .errors import TvscriptError
+
+State = tuple[tuple[torch.Tensor, torch.Tensor], ...]  # per layer (h, c), each (1, B, H)
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    vocab_size: int
+    embed_dim: int = 256
+    hidden_dim: int = 256
+    num_layers: int = 2
+    dropout: float = 0.0  # locked dropout between layers and on the output
+    input_dropout: float = 0.0  # locked dropout on the embeddings
+    embed_dropout: float = 0.0  # drops whole word types from the embedding matrix
+    tie_weights: bool = False
+    adaptive_cutoffs: tuple[int, ...] = ()  # empty: full softmax
+    adaptive_div_value: float = 4.0
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "adaptive_cutoffs", tuple(self.adaptive_cutoffs))
+        if self.vocab_size < 2 or min(self.embed_dim, self.hidden_dim, self.num_layers) < 1:
+            raise TvscriptError("vocab size, embedding size, hidden size and layers must be positive")
+        for p in (self.dropout, self.input_dropout, self.embed_dropout):
+            if not 0.0 <= p < 1.0:
+                raise TvscriptError(f"dropout must be in [0, 1), got {p}")
+        if self.tie_weights and self.adaptive_cutoffs:
+            raise TvscriptError("tied weights need the full softmax; drop the adaptive cutoffs")
+        cutoffs = self.effective_cutoffs()
+        if cutoffs and (list(cutoffs) != sorted(set(cutoffs)) or cutoffs[0] < 1):
+            raise TvscriptError(f"adaptive cutoffs must increase within the vocabulary, got {cutoffs}")
+
+    def effective_cutoffs(self) -> tuple[int, ...]:
+        """Cutoffs that fit this vocabulary (a tiny vocabulary drops the larger ones)."""
+        return tuple(c for c in self.adaptive_cutoffs if c < self.vocab_size - 1)
+
+    @property
+    def output_dim(self) -> int:
+        return self.embed_dim if self.tie_weights else self.hidden_dim
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def locked_dropout(x: torch.Tensor, p: float, training: bool) -> torch.Tensor:
+    """One dropout mask per sequence, shared across time steps. x: (B, T, D)."""
+    if not training or p == 0.0:
+        return x
+    mask = x.new_empty(x.size(0), 1, x.size(2)).bernoulli_(1 - p) / (1 - p)  # (B, 1, D)
+    return x * mask
+
+
+class LSTMLanguageModel(nn.Module):
+    def __init__(self, config: ModelConfig):
+        super().__init__()
+        self.config = config
+        c = config
+        self.embedding = nn.Embedding(c.vocab_size, c.embed_dim)
+        sizes = [c.embed_dim] + [c.hidden_dim] * (c.num_layers - 1) + [c.output_dim]
+        # One nn.LSTM per layer so that dropout between layers can be locked.
+        self.layers = nn.ModuleList(nn.LSTM(sizes[i], sizes[i + 1], batch_first=True) for i in range(c.num_layers))
+        if c.effective_cutoffs():
+            self.head = nn.AdaptiveLogSoftmaxWithLoss(c.output_dim, c.vocab_size, list(c.effective_cutoffs()), c.adaptive_div_value)
+        else:
+            self.head = nn.Linear(c.output_dim, c.vocab_size)
+            if c.tie_weights:
+                self.head.weight = self.embedding.weight
+        nn.init.uniform_(self.embedding.weight, -0.1, 0.1)
+
+    @property
+    def adaptive(self) -> bool:
+        return isinstance(self.head, nn.AdaptiveLogSoftmaxWithLoss)
+
+    def init_state(self, batch_size: int, device: torch.device | str = "cpu") -> State:
+        return tuple(
+            (torch.zeros(1, batch_size, lstm.hidden_size, device=device),
+             torch.zeros(1, batch_size, lstm.hidden_size, device=device))
+            for lstm in self.layers
+        )
+
+    def _embed(self, idx: torch.Tensor) -> torch.Tensor:
+        weight = self.embedding.weight
+        p = self.config.embed_dropout
+        if self.training and p > 0:
+            keep = weight.new_empty(weight.size(0), 1).bernoulli_(1 - p) / (1 - p)  # (V, 1)
+            weight = weight * keep
+        return F.embedding(idx, weight)  # (B, T, E)
+
+    def forward(
+        self, idx: torch.Tensor, state: State | None = None, targets: torch.Tensor | None = None
+    ) -> tuple[torch.Tensor | None, torch.Tensor | None, State]:
+        c = self.config
+        if state is None:
+            state = self.init_state(idx.size(0), idx.device)
+        x = locked_dropout(self._embed(idx), c.input_dropout, self.training)  # (B, T, E)
+        new_state = []
+        for i, lstm in enumerate(self.layers):
+            x, s = lstm(x, state[i])  # (B, T, H_i)
+            new_state.append(s)
+            x = locked_dropout(x, c.dropout, self.training)
+        if targets is None:
+            return self.logits(x[:, -1]), None, tuple(new_state)  # (B, V)
+        h, t = x.reshape(-1, x.size(-1)), targets.reshape(-1)  # (B*T, D), (B*T,)
+        valid = t >= 0
+        if not bool(valid.all()):
+            h, t = h[valid], t[valid]
+        if self.adaptive:
+            # The adaptive head mixes dtypes under autocast (index_copy into an fp32
+            # buffer), so it always runs in fp32.
+            with torch.autocast(h.device.type, enabled=False):
+                loss = self.head(h.float(), t).loss
+            return None, loss, tuple(new_state)
+        logits = self.head(h)  # (N, V)
+        return logits, F.cross_entropy(logits.float(), t), tuple(new_state)
+
+    def logits(self, h: torch.Tensor) -> torch.Tensor:
+        """Next-token logits (log-probabilities for the adaptive head) for h: (N, D)."""
+        if self.adaptive:
+            with torch.autocast(h.device.type, enabled=False):
+                return self.head.log_prob(h.float())  # (N, V)
+        return self.head(h).float()  # (N, V)
+
+
+def detach(state: State) -> State:
+    return tuple((h.detach(), c.detach()) for h, c in state)
