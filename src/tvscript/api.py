@@ -18,7 +18,7 @@ from .checkpoint import CheckpointError, load_checkpoint
 from .errors import TvscriptError
 from .generate import GenerationConfig, generate_ids, new_seed, prime_tokens
 from .model import LSTMLanguageModel
-from .tokenizer import Detokenizer, tokenize_prime
+from .tokenizer import Detokenizer, is_speaker_tag, tokenize_prime
 from .vocab import Vocab
 
 SHIPPED_MODEL = Path(__file__).resolve().parents[2] / "models" / "seinfeld"
@@ -70,7 +70,7 @@ class ScriptModel:
         if text and "\n" not in text and f"{text.lower().rstrip(':').strip()}:" in self.vocab.stoi:
             text = text.rstrip(":").strip() + ":"
         tokens = tokenize_prime(text)
-        if text.endswith(":") and tokens and not tokens[-1].endswith(":"):
+        if tokens and is_speaker_tag(tokens[-1]) and tokens[-1] not in self.vocab.stoi:
             raise TvscriptError(f"unknown speaker {text[:-1]!r}; known speakers include {', '.join(self.speakers()[:8])}")
         ids, unknown = prime_tokens(self.vocab, tokens)
         if unknown and len(unknown) == len(tokens):

@@ -103,7 +103,7 @@ def build_parser() -> Parser:
     p.add_argument("--speaker-column", help="CSV column with the speaker (default: Character)")
     p.add_argument("--text-column", help="CSV column with the line (default: Dialogue)")
     p.add_argument("--encoding", help="text encoding of the corpus (default: utf-8)")
-    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.add_argument("--quiet", action="store_true", help="no progress bar (one line per evaluation only)")
 
     p = sub.add_parser("generate", help="write a script with a trained model")
     _model_arg(p)
@@ -121,6 +121,14 @@ def build_parser() -> Parser:
     p.add_argument("--speaker-column")
     p.add_argument("--text-column")
     p.add_argument("--encoding", default="utf-8-sig")
+
+    p = sub.add_parser("serve", help="web page and HTTP API (JSON and server-sent events) for a model")
+    _model_arg(p)
+    p.add_argument("--host", default="127.0.0.1", help="address to listen on (default: 127.0.0.1, loopback only)")
+    p.add_argument("--port", type=_number(int, 0, 65535), default=8000, help="port (default: 8000; 0 picks a free one)")
+    p.add_argument("--max-concurrency", type=positive_int, default=2, help="generations running at once (default: 2)")
+    p.add_argument("--timeout", type=positive_float, default=30.0, help="seconds one generation may run (default: 30)")
+    p.add_argument("--threads", type=positive_int, default=1, help="torch CPU threads (default: 1; requests run in parallel)")
     return parser
 
 
@@ -172,7 +180,9 @@ def cmd_train(args: argparse.Namespace) -> None:
     from .train import TrainConfig, preset, resume, train
 
     given = {k: getattr(args, k) for k in TRAIN_FLAGS if getattr(args, k) is not None}
-    log = (lambda msg: None) if args.quiet else (lambda msg: print(msg, file=sys.stderr))
+    def log(msg: str) -> None:
+        print(msg, file=sys.stderr)
+
     if args.resume:
         allowed = {"epochs", "max_minutes", "device", "threads", "log_every"}
         extra = sorted(set(given) - allowed) + [k for k in MODEL_FLAGS if getattr(args, k) is not None]
@@ -232,11 +242,24 @@ def cmd_evaluate(args: argparse.Namespace) -> None:
             print(f"{key:>28}: {value:.4f}" if isinstance(value, float) else f"{key:>28}: {value}")
 
 
-COMMANDS = {"download": cmd_download, "train": cmd_train, "generate": cmd_generate, "evaluate": cmd_evaluate}
+def cmd_serve(args: argparse.Namespace) -> None:
+    from .api import load
+    from .serve import Limits, serve
+
+    model = load(args.model, device=args.device)  # once, shared read-only by all requests
+    serve(model, host=args.host, port=args.port,
+          limits=Limits(max_concurrency=args.max_concurrency, request_timeout_s=args.timeout), threads=args.threads)
+
+
+COMMANDS = {"download": cmd_download, "train": cmd_train, "generate": cmd_generate, "evaluate": cmd_evaluate,
+            "serve": cmd_serve}
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    try:
+        args = build_parser().parse_args(argv)
+    except SystemExit as exit_:  # --help, or a bad argument already reported in one line
+        return int(exit_.code or 0)
     try:
         COMMANDS[args.command](args)
     except TvscriptError as err:

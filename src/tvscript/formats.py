@@ -23,10 +23,12 @@ def to_fountain(text: str) -> str:
     blocks = []
     for turn in turns_of(text):
         if not turn["speaker"]:
-            blocks.append(turn["text"].strip("[]() ").capitalize())
+            action = turn["text"].strip("[]() ").capitalize()
+            if action:  # "[]" would leave an empty block
+                blocks.append(action)
             continue
         cue = turn["speaker"].upper()
-        if not any(c.isalpha() for c in cue) or cue != cue.upper():
+        if not cue.isupper():  # no cased letter ("23", a CJK name): Fountain needs the forced cue
             cue = "@" + cue
         said = turn["text"]
         parenthetical = ""

@@ -67,7 +67,8 @@ class ScriptForm:
     is_speaker: torch.Tensor = field(init=False)  # (V,) bool
     at_turn_start: torch.Tensor = field(init=False)  # (N,) bool
     after_tag: torch.Tensor = field(init=False)  # (N,) bool: last token was a speaker tag
-    depth: torch.Tensor = field(init=False)  # (N,) open "(" or "[" in this turn
+    after_open: torch.Tensor = field(init=False)  # (N,) bool: last token opened a bracket
+    depth: torch.Tensor = field(init=False)  # (N, 2) open "(" and "[" in this turn
     last_speaker: torch.Tensor = field(init=False)  # (N,) id, -1 for none
 
     def __post_init__(self) -> None:
@@ -82,7 +83,8 @@ class ScriptForm:
         self.closes = torch.tensor([v.stoi.get(t, -1) for t in (")", "]")])
         self.at_turn_start = torch.ones(self.batch, dtype=torch.bool)
         self.after_tag = torch.zeros(self.batch, dtype=torch.bool)
-        self.depth = torch.zeros(self.batch, dtype=torch.long)
+        self.after_open = torch.zeros(self.batch, dtype=torch.bool)
+        self.depth = torch.zeros(self.batch, 2, dtype=torch.long)
         self.last_speaker = torch.full((self.batch,), -1, dtype=torch.long)
 
     def update(self, ids: torch.Tensor) -> None:
@@ -91,9 +93,10 @@ class ScriptForm:
         tag = self.is_speaker[ids]
         self.last_speaker = torch.where(tag, ids, self.last_speaker)
         self.after_tag = tag
-        opened = (ids[:, None] == self.opens[None]).any(-1)
-        closed = (ids[:, None] == self.closes[None]).any(-1)
-        self.depth = torch.where(eot, 0, (self.depth + opened.long() - closed.long()).clamp(min=0))
+        self.after_open = (ids[:, None] == self.opens[None]).any(-1)
+        opened = (ids[:, None] == self.opens[None]).long()  # (N, 2)
+        closed = (ids[:, None] == self.closes[None]).long()
+        self.depth = torch.where(eot[:, None], 0, (self.depth + opened - closed).clamp(min=0))
         self.at_turn_start = eot
 
     def banned(self, finishing: torch.Tensor) -> torch.Tensor:
@@ -110,22 +113,27 @@ class ScriptForm:
             stuck = rows & banned.all(-1)
             banned[stuck, self.last_speaker[stuck]] = False
         inside = ~start
-        open_ = inside & (self.depth > 0)
+        open_ = inside & (self.depth > 0).any(-1)
         banned[open_, v.eot_id] = True  # close brackets before the turn ends
         banned[self.after_tag, v.eot_id] = True  # a tag is followed by dialogue
+        for kind in range(2):
+            if self.opens[kind] >= 0:
+                banned[open_, self.opens[kind]] = True  # no nesting
+            if self.closes[kind] >= 0:
+                banned[inside & (self.depth[:, kind] == 0), self.closes[kind]] = True  # only close what is open
+                banned[self.after_open, self.closes[kind]] = True  # no empty "()"
+        # Over budget: open nothing new, close what is open, then end the turn.
         for idx in self.opens[self.opens >= 0]:
-            banned[open_, idx] = True  # no nesting
-        for idx in self.closes[self.closes >= 0]:
-            banned[inside & (self.depth == 0), idx] = True
-        # Over budget: close what is open, then end the turn.
-        force = finishing & inside & ~self.after_tag
+            banned[finishing & inside, idx] = True
+        force = finishing & inside & ~self.after_tag & ~self.after_open
         if bool(force.any()):
             only = torch.ones(len(v), dtype=torch.bool)
             only[v.eot_id] = False
             closing = torch.ones(len(v), dtype=torch.bool)
             closing[self.closes[self.closes >= 0]] = False
-            banned[force & (self.depth == 0)] = only
-            banned[force & (self.depth > 0)] = closing
+            still_open = (self.depth > 0).any(-1)
+            banned[force & ~still_open] = only
+            banned[force & still_open] = closing | banned[force & still_open]
         return banned
 
 
@@ -176,6 +184,8 @@ def generate_ids(
     done = torch.zeros(n, dtype=torch.bool)
     limit = config.max_new_tokens + (GRACE_TOKENS if form is not None else 0)
     for step in range(limit):
+        if step:
+            logits, _, state = model(ids.clamp(min=0)[:, None].to(device), state)  # one step: (N, V)
         finishing = torch.full((n,), step >= config.max_new_tokens)
         banned = form.banned(finishing) if form is not None else None
         ids = sample(
@@ -191,11 +201,10 @@ def generate_ids(
         lines += (ids == vocab.eot_id).long()
         if config.max_lines is not None:
             done |= lines >= config.max_lines
-        if form is not None and step >= config.max_new_tokens:
+        if form is not None and step >= config.max_new_tokens - 1:
             done |= ids == vocab.eot_id  # the budget is spent and the turn has ended
         if bool(done.all()):
             return
-        logits, _, state = model(ids.clamp(min=0)[:, None].to(device), state)
 
 
 def prime_tokens(vocab: Vocab, tokens: list[str]) -> tuple[list[int], list[str]]:

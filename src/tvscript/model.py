@@ -76,7 +76,14 @@ class LSTMLanguageModel(nn.Module):
         # One nn.LSTM per layer so that dropout between layers can be locked.
         self.layers = nn.ModuleList(nn.LSTM(sizes[i], sizes[i + 1], batch_first=True) for i in range(c.num_layers))
         if c.effective_cutoffs():
-            self.head = nn.AdaptiveLogSoftmaxWithLoss(c.output_dim, c.vocab_size, list(c.effective_cutoffs()), c.adaptive_div_value)
+            cutoffs = list(c.effective_cutoffs())
+            self.head = nn.AdaptiveLogSoftmaxWithLoss(c.output_dim, c.vocab_size, cutoffs, c.adaptive_div_value, head_bias=True)
+            # Start from the uniform distribution over all V words (loss ln V), as the full
+            # softmax does: a cluster's head logit is the log of its size.
+            sizes = torch.tensor([b - a for a, b in zip(cutoffs, cutoffs[1:] + [c.vocab_size])], dtype=torch.float)
+            with torch.no_grad():
+                self.head.head.bias.zero_()
+                self.head.head.bias[cutoffs[0]:] = sizes.log()
         else:
             self.head = nn.Linear(c.output_dim, c.vocab_size)
             if c.tie_weights:

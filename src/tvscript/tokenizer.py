@@ -91,27 +91,29 @@ class Detokenizer:
         self.line_start = True
         self.glue_next = True
         self.open_marks: set[str] = set()  # quotes and *emphasis* open in this turn
+        self.after_tag = False
+        self.prev_dot = False  # two runs of dots must not merge into one
 
     def piece(self, token: str) -> str:
         if token == EOT:
-            self.line_start, self.glue_next, self.open_marks = True, True, set()
+            self.line_start, self.glue_next, self.open_marks, self.after_tag, self.prev_dot = True, True, set(), False, False
             return "\n"
+        after_tag = self.after_tag
+        self.after_tag = self.line_start and is_speaker_tag(token)
+        self.line_start = False
         if is_glued(token):
-            self.glue_next = True
-            self.line_start = False
-            return token[1:-1]
-        if token in _PAIRED:
+            space, token, self.glue_next = "", token[1:-1], True
+        elif token in _PAIRED:
             opening = token not in self.open_marks
             self.open_marks ^= {token}
             space = "" if (self.glue_next or not opening) else " "
             self.glue_next = opening
-            self.line_start = False
-            return space + token
-        space = "" if (self.glue_next or token in _NO_SPACE_BEFORE or token.startswith("..")) else " "
-        if self.line_start and token.startswith(".."):
-            space = ""
-        self.line_start = False
-        self.glue_next = token in _NO_SPACE_AFTER
+        else:
+            space = "" if (self.glue_next or token in _NO_SPACE_BEFORE or token.startswith("..")) else " "
+            self.glue_next = token in _NO_SPACE_AFTER
+        if after_tag or (token[0] == "." and self.prev_dot):  # "jerry: ..." and ". ..." keep their space
+            space = " "
+        self.prev_dot = token[-1] == "."
         return space + token
 
 

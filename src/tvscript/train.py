@@ -140,7 +140,10 @@ def init_distributed(device_name: str) -> tuple[DistInfo, torch.device]:
         device = torch.device("cuda", info.local_rank)
         torch.cuda.set_device(device)
     if info.world_size > 1 and not dist.is_initialized():
-        dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
+        if device.type == "cuda":  # bound to this rank's GPU, so barriers and object collectives use it
+            dist.init_process_group("nccl", device_id=device)
+        else:
+            dist.init_process_group("gloo")
     return info, device
 
 
@@ -214,7 +217,10 @@ class Trainer:
     def __init__(self, config: TrainConfig, model_config: ModelConfig | None, corpus: Corpus,
                  run_dir: Path, resume_state: dict[str, Any] | None = None, log=print):
         self.config, self.run_dir, self.corpus, self.log = config, run_dir, corpus, log
+        self.owns_process_group = dist_info().world_size > 1 and not dist.is_initialized()  # close() ends it
         self.dist, self.device = init_distributed(config.device)
+        if not self.dist.main:
+            self.log = lambda message: None  # one voice under torchrun: rank 0's
         if config.threads:
             torch.set_num_threads(config.threads)
         torch.manual_seed(config.seed + self.dist.rank)
@@ -222,6 +228,8 @@ class Trainer:
         self.model = LSTMLanguageModel(model_config).to(self.device)
         train_ids = shard(corpus.streams["train"].ids, self.dist.rank, self.dist.world_size)
         self.x, self.y = batchify(train_ids, config.batch_size)  # (B, L) per rank
+        if self.device.type == "cuda":  # the whole shard lives on the GPU: no host copy per step
+            self.x, self.y = self.x.to(self.device), self.y.to(self.device)
         self.steps_per_epoch = num_windows(self.x.size(1), config.seq_len)
         self.total_steps = self.steps_per_epoch * config.epochs
         opt = torch.optim.AdamW if config.optimizer == "adamw" else torch.optim.Adam
@@ -229,7 +237,10 @@ class Trainer:
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, lr_lambda(config, self.total_steps))
         self.progress = Progress()
         self.state = self.model.init_state(config.batch_size, self.device)
-        self.ddp = (DistributedDataParallel(self.model, device_ids=[self.device] if self.device.type == "cuda" else None)
+        # The adaptive head only runs the tail clusters whose words occur in the batch, so a step
+        # can leave parameters without gradients: DDP must look for them (full softmax: all used).
+        self.ddp = (DistributedDataParallel(self.model, device_ids=[self.device] if self.device.type == "cuda" else None,
+                                            find_unused_parameters=self.model.adaptive)
                     if self.dist.world_size > 1 else None)
         if resume_state is not None:
             self._restore(resume_state)
@@ -265,21 +276,31 @@ class Trainer:
         self.optimizer.load_state_dict(saved["optimizer"])
         self.scheduler.load_state_dict(saved["scheduler"])
         self.progress = Progress(**saved["progress"])
-        self.state = tuple((h.to(self.device), c.to(self.device)) for h, c in saved["lstm_state"])
-        # Only rank 0 writes, so under DDP every rank reseeds from the step instead.
+        mine = saved["ranks"][self.dist.rank] if "ranks" in saved else saved  # under DDP: this rank's rows and RNG
+        self.state = tuple((h.to(self.device), c.to(self.device)) for h, c in mine["lstm_state"])
+        torch.set_rng_state(mine["torch_rng"])
+        if "cuda_rng" in mine and self.device.type == "cuda":
+            torch.cuda.set_rng_state(mine["cuda_rng"], self.device)
+
+    def _gather_rank_states(self) -> list[dict[str, Any]] | None:
+        """Under DDP, every rank's LSTM state and RNG, gathered on rank 0 (a collective); None on one process."""
         if self.dist.world_size == 1:
-            torch.set_rng_state(saved["torch_rng"])
-            if "cuda_rng" in saved and self.device.type == "cuda":
-                torch.cuda.set_rng_state(saved["cuda_rng"], self.device)
-        else:
-            torch.manual_seed(self.config.seed + 7919 * self.progress.step + self.dist.rank)
+            return None
+        mine = {"lstm_state": [[h.cpu(), c.cpu()] for h, c in self.state], "torch_rng": torch.get_rng_state()}
+        if self.device.type == "cuda":
+            mine["cuda_rng"] = torch.cuda.get_rng_state(self.device)
+        ranks = [None] * self.dist.world_size if self.dist.main else None
+        dist.gather_object(mine, ranks, dst=0)
+        return ranks
 
     # -- files (rank 0 only) -------------------------------------------------------------
     def save(self, best: bool = False) -> None:
+        ranks = self._gather_rank_states()  # every rank calls save(); only rank 0 writes
         if not self.dist.main:
             return
         meta = {**self.meta, "metrics": dict(self.progress.best)}
-        save_checkpoint(self.run_dir / "last", self.model, self.corpus.vocab, meta, self.trainer_state())
+        state = self.trainer_state() if ranks is None else {**self.trainer_state(), "ranks": ranks}
+        save_checkpoint(self.run_dir / "last", self.model, self.corpus.vocab, meta, state)
         if best:
             save_checkpoint(self.run_dir / "best", self.model, self.corpus.vocab, meta)
             for name in (WEIGHTS, CONFIG, VOCAB):  # the run directory itself loads as the best model
@@ -355,13 +376,21 @@ class Trainer:
         self.log(f"step {p.step} epoch {p.epoch} valid loss {report.loss:.4f} ppl {report.perplexity:.2f} "
                  f"bits/char {report.bits_per_char:.4f}{' (best)' if improved else ''}")
 
-    def _budget_spent(self, start: float, base: float) -> bool:
-        if self.config.max_minutes is None:
-            return False
-        spent = torch.tensor(float(base + time.perf_counter() - start >= self.config.max_minutes * 60))
-        if self.dist.world_size > 1:  # every rank stops at the same step
-            dist.all_reduce(spent, op=dist.ReduceOp.MAX)
-        return bool(spent.item())
+    def _step_report(self, loss: torch.Tensor, requested: bool, start: float, base: float) -> tuple[float, bool, bool]:
+        """The step's loss (mean over all ranks), whether any rank was asked to stop, and whether the
+        time budget is spent: under DDP one all-reduce, so every rank logs, checks and stops alike."""
+        spent = self.config.max_minutes is not None and base + time.perf_counter() - start >= self.config.max_minutes * 60
+        if self.dist.world_size == 1:
+            return loss.item(), requested, spent
+        packed = torch.tensor([loss.item(), requested, spent], dtype=torch.float64, device=self.device)
+        dist.all_reduce(packed)  # each rank's loss is a mean over the same number of tokens
+        loss_sum, requests, spent_anywhere = packed.tolist()
+        return loss_sum / self.dist.world_size, requests > 0, spent_anywhere > 0
+
+    def close(self) -> None:
+        """Tear down the process group this trainer set up under torchrun (no-op otherwise)."""
+        if self.owns_process_group and dist.is_initialized():
+            dist.destroy_process_group()
 
     def run(self, show_progress: bool = True) -> Path:
         from tqdm import tqdm
@@ -369,7 +398,10 @@ class Trainer:
         c, p = self.config, self.progress
         model = self.ddp or self.model
         model.train()
-        autocast = (torch.autocast(self.device.type, dtype=torch.bfloat16) if c.amp else nullcontext())
+        amp = c.amp and (self.device.type != "cuda" or torch.cuda.is_bf16_supported())
+        if c.amp and not amp:
+            self.log("--amp: this GPU has no bf16 support; training in fp32")
+        autocast = (torch.autocast(self.device.type, dtype=torch.bfloat16) if amp else nullcontext())
         start, base_wall = time.perf_counter(), p.wall_seconds
         bar = tqdm(total=self.total_steps, initial=p.step, disable=not (show_progress and self.dist.main),
                    unit="step", dynamic_ncols=True, leave=False)
@@ -387,7 +419,7 @@ class Trainer:
                     self.optimizer.step()
                     self.scheduler.step()
                     self.state = detach(state)
-                    loss_value = loss.item()
+                    loss_value, requested, spent = self._step_report(loss, stop.requested, start, base_wall)
                     if not math.isfinite(loss_value):
                         raise TvscriptError(f"loss became {loss_value} at step {p.step + 1}; the last good checkpoint "
                                             f"is in {self.run_dir / 'last'}; try a lower --lr or --clip")
@@ -410,10 +442,10 @@ class Trainer:
                         window_loss, window_tokens, last_log = 0.0, 0, now
                     if c.eval_every and p.step % c.eval_every == 0 and k + 1 < self.steps_per_epoch:
                         self.checkpoint()
-                    if stop.requested:
-                        stopped = f"stopped by {stop.reason}"
+                    if requested:
+                        stopped = f"stopped by {stop.reason or 'a signal to another rank'}"
                         break
-                    if self._budget_spent(start, base_wall):
+                    if spent:
                         stopped = f"time budget of {c.max_minutes} minutes reached"
                         break
                 else:
@@ -432,6 +464,8 @@ class Trainer:
             self.log(f"{stopped}; saved {self.run_dir / 'last'} (resume with --resume {self.run_dir})")
         if self.dist.main:
             self.write_summary()
+        if self.dist.world_size > 1:
+            dist.barrier()  # every rank leaves together, after rank 0 has written
         return self.run_dir
 
 
@@ -448,10 +482,14 @@ def train(config: TrainConfig, model_config: dict[str, Any], log=print, show_pro
         raise TvscriptError(str(err)) from None
     run_dir.mkdir(parents=True, exist_ok=True)
     trainer = Trainer(config, mc, corpus, run_dir, log=log)
-    log(f"training {sum(p.numel() for p in trainer.model.parameters()):,} parameters on {trainer.device}, "
-        f"vocabulary {len(corpus.vocab):,}, {corpus.streams['train'].num_targets:,} training tokens, "
-        f"{trainer.steps_per_epoch} steps per epoch")
-    return trainer.run(show_progress)
+    world = f" x {trainer.dist.world_size} processes" if trainer.dist.world_size > 1 else ""
+    trainer.log(f"training {sum(p.numel() for p in trainer.model.parameters()):,} parameters on {trainer.device}{world}, "
+                f"vocabulary {len(corpus.vocab):,}, {corpus.streams['train'].num_targets:,} training tokens, "
+                f"{trainer.steps_per_epoch} steps per epoch")
+    try:
+        return trainer.run(show_progress)
+    finally:
+        trainer.close()
 
 
 def resume(run_dir: str | Path, overrides: dict[str, Any] | None = None, log=print, show_progress: bool = True) -> Path:
@@ -468,9 +506,13 @@ def resume(run_dir: str | Path, overrides: dict[str, Any] | None = None, log=pri
         raise TvscriptError(f"{config.data} has changed since the run started; resume needs the same corpus")
     trainer = Trainer(config, ckpt.model.config, corpus, run_dir, resume_state=state, log=log)
     trainer.model.load_state_dict(ckpt.model.state_dict())
-    _truncate_metrics(run_dir / "metrics.csv", trainer.progress.step)
-    log(f"resuming {run_dir} at step {trainer.progress.step} (epoch {trainer.progress.epoch})")
-    return trainer.run(show_progress)
+    if trainer.dist.main:
+        _truncate_metrics(run_dir / "metrics.csv", trainer.progress.step)
+    trainer.log(f"resuming {run_dir} at step {trainer.progress.step} (epoch {trainer.progress.epoch})")
+    try:
+        return trainer.run(show_progress)
+    finally:
+        trainer.close()
 
 
 def _truncate_metrics(path: Path, step: int) -> None:
