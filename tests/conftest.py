@@ -74,3 +74,12 @@ def real_corpus() -> Path:
     if not REAL_CORPUS.exists():
         pytest.skip(f"real corpus not found at {REAL_CORPUS}")
     return REAL_CORPUS
+
+
+# CI runs the property tests with a fixed seed, so a red build is reproducible; locally
+# they explore new examples every run.
+from hypothesis import settings as _hypothesis_settings  # noqa: E402
+
+_hypothesis_settings.register_profile("ci", derandomize=True, deadline=None, print_blob=True)
+if __import__("os").environ.get("CI"):
+    _hypothesis_settings.load_profile("ci")

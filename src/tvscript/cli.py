@@ -177,7 +177,7 @@ MODEL_FLAGS = ("embed_dim", "hidden_dim", "num_layers", "dropout", "input_dropou
 
 
 def cmd_train(args: argparse.Namespace) -> None:
-    from .train import TrainConfig, preset, resume, train
+    from .train import TrainConfig, dist_info, preset, resume, train
 
     given = {k: getattr(args, k) for k in TRAIN_FLAGS if getattr(args, k) is not None}
     def log(msg: str) -> None:
@@ -197,7 +197,8 @@ def cmd_train(args: argparse.Namespace) -> None:
         model_options = {**model_options, **{k: getattr(args, k) for k in MODEL_FLAGS if getattr(args, k) is not None}}
         config = TrainConfig(data=args.data, out=args.out, preset=args.preset, **{**train_options, **given})
         run = train(config, model_options, log=log, show_progress=not args.quiet)
-    print(run)
+    if dist_info().main:  # under torchrun every rank returns here
+        print(run)
 
 
 def cmd_generate(args: argparse.Namespace) -> None:

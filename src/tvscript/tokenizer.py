@@ -92,11 +92,11 @@ class Detokenizer:
         self.glue_next = True
         self.open_marks: set[str] = set()  # quotes and *emphasis* open in this turn
         self.after_tag = False
-        self.prev_dot = False  # two runs of dots must not merge into one
+        self.prev_last = ""  # two runs of dots or dashes must not merge into one
 
     def piece(self, token: str) -> str:
         if token == EOT:
-            self.line_start, self.glue_next, self.open_marks, self.after_tag, self.prev_dot = True, True, set(), False, False
+            self.line_start, self.glue_next, self.open_marks, self.after_tag, self.prev_last = True, True, set(), False, ""
             return "\n"
         after_tag = self.after_tag
         self.after_tag = self.line_start and is_speaker_tag(token)
@@ -111,9 +111,9 @@ class Detokenizer:
         else:
             space = "" if (self.glue_next or token in _NO_SPACE_BEFORE or token.startswith("..")) else " "
             self.glue_next = token in _NO_SPACE_AFTER
-        if after_tag or (token[0] == "." and self.prev_dot):  # "jerry: ..." and ". ..." keep their space
+        if after_tag or (token[0] in ".-" and token[0] == self.prev_last):  # "jerry: ...", ". ...", "-- --"
             space = " "
-        self.prev_dot = token[-1] == "."
+        self.prev_last = token[-1]
         return space + token
 
 
