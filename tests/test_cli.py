@@ -34,7 +34,7 @@ def test_train_generate_evaluate_end_to_end(tmp_path, tiny_corpus, capsys, monke
     assert turns[0]["speaker"] == "jerry"
     code, out, err = run(capsys, "evaluate", "--model", "runs/t", "--data", str(tiny_corpus), "--json")
     report = json.loads(out)
-    assert code == 0 and set(report) == {"split", "tokens", "oov_rate", "loss", "perplexity", "bits_per_char"}
+    assert code == 0 and {"split", "tokens", "oov_rate", "loss", "perplexity", "bits_per_char"} <= set(report)
     assert report["split"] == "test" and report["tokens"] > 0
 
 

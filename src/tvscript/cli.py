@@ -224,14 +224,16 @@ def cmd_generate(args: argparse.Namespace) -> None:
 def cmd_evaluate(args: argparse.Namespace) -> None:
     from .api import load
     from .data import load_corpus
-    from .evaluate import evaluate_loss
+    from .evaluate import evaluate_loss, speller_for
 
     model = load(args.model, device=args.device)
     corpus = load_corpus(args.data, vocab=model.vocab, speaker_column=args.speaker_column,
                          text_column=args.text_column, encoding=args.encoding)
-    report = evaluate_loss(model.model, corpus.streams[args.split], unk_id=model.vocab.unk_id)
+    report = evaluate_loss(model.model, corpus.streams[args.split], unk_id=model.vocab.unk_id,
+                           speller=speller_for(model.vocab))
     result = {"split": args.split, "tokens": report.tokens, "oov_rate": report.oov_rate, "loss": report.loss,
-              "perplexity": report.perplexity, "bits_per_char": report.bits_per_char}
+              "perplexity": report.perplexity, "bits_per_char": report.bits_per_char,
+              "perplexity_open": report.perplexity_open, "bits_per_char_closed": report.bits_per_char_closed}
     if args.samples:
         from .script_metrics import compare_samples
 

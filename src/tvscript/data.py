@@ -54,6 +54,7 @@ class Stream:
 
     ids: torch.Tensor  # (N,) int64, starts with EOT
     chars: int
+    oov: tuple[str, ...] = ()  # the words behind its <unk> ids, in order (to charge their spelling)
 
     @property
     def num_targets(self) -> int:
@@ -61,8 +62,10 @@ class Stream:
 
 
 def encode(turns: Sequence[Turn], vocab: Vocab) -> Stream:
-    ids = vocab.encode([EOT, *tokenize(turns)])
-    return Stream(torch.from_numpy(ids), sum(t.chars for t in turns))
+    tokens = [EOT, *tokenize(turns)]
+    ids = vocab.encode(tokens)
+    oov = tuple(tokens[i] for i in (ids == vocab.unk_id).nonzero()[0])
+    return Stream(torch.from_numpy(ids), sum(t.chars for t in turns), oov)
 
 
 def shard(stream: torch.Tensor, rank: int, world_size: int) -> torch.Tensor:

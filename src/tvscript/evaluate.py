@@ -1,7 +1,10 @@
 """Held-out evaluation: loss, perplexity, bits per character and OOV rate.
 
 Bits per character divide the total negative log-likelihood (in bits) by the characters
-of the split's text, so models with different tokenizers compare fairly.
+of the split's text, so models with different tokenizers compare fairly. ``<unk>`` must
+not buy cheap probability, so ``bits_per_char`` also charges every ``<unk>`` target the
+cost of spelling its word out (see spelling.py); ``bits_per_char_closed`` leaves that out.
+``loss`` and ``perplexity`` are the usual closed-vocabulary word-level figures.
 """
 
 from __future__ import annotations
@@ -14,6 +17,9 @@ import torch.distributed as dist
 
 from .data import IGNORE, Stream, batchify, windows
 from .model import LSTMLanguageModel, detach
+from .spelling import SpellingModel
+from .tokenizer import EOT, UNK
+from .vocab import Vocab
 
 EVAL_ROWS, EVAL_SEQ_LEN = 16, 256
 
@@ -24,6 +30,7 @@ class LossReport:
     nll: float  # total, in nats
     chars: int
     unk_targets: int
+    spelling_nll: float = 0.0  # nats to spell out the words behind the <unk> targets
 
     @property
     def loss(self) -> float:
@@ -35,15 +42,24 @@ class LossReport:
 
     @property
     def bits_per_char(self) -> float:
+        return (self.nll + self.spelling_nll) / math.log(2) / max(self.chars, 1)
+
+    @property
+    def bits_per_char_closed(self) -> float:
         return self.nll / math.log(2) / max(self.chars, 1)
+
+    @property
+    def perplexity_open(self) -> float:
+        return math.exp(min((self.nll + self.spelling_nll) / max(self.tokens, 1), 50.0))
 
     @property
     def oov_rate(self) -> float:
         return self.unk_targets / max(self.tokens, 1)
 
     def to_dict(self) -> dict:
-        return {**asdict(self), "loss": self.loss, "perplexity": self.perplexity,
-                "bits_per_char": self.bits_per_char, "oov_rate": self.oov_rate}
+        return {**asdict(self), "loss": self.loss, "perplexity": self.perplexity, "perplexity_open": self.perplexity_open,
+                "bits_per_char": self.bits_per_char, "bits_per_char_closed": self.bits_per_char_closed,
+                "oov_rate": self.oov_rate}
 
 
 @torch.inference_mode()
@@ -54,6 +70,7 @@ def evaluate_loss(
     rows: int = EVAL_ROWS,
     seq_len: int = EVAL_SEQ_LEN,
     unk_id: int = 0,
+    speller: SpellingModel | None = None,
     rank: int = 0,
     world_size: int = 1,
 ) -> LossReport:
@@ -80,4 +97,10 @@ def evaluate_loss(
         dist.all_reduce(packed)
         nll, tokens, unk = packed
     model.train(was_training)
-    return LossReport(int(tokens.item()), float(nll.item()), stream.chars, int(unk.item()))
+    spelling = sum(map(speller.cost_nats, stream.oov)) if speller is not None else 0.0
+    return LossReport(int(tokens.item()), float(nll.item()), stream.chars, int(unk.item()), spelling)
+
+
+def speller_for(vocab: Vocab) -> SpellingModel:
+    """The spelling model of a vocabulary: its word types, specials left out."""
+    return SpellingModel(t for t in vocab.itos if t not in (UNK, EOT))

@@ -34,10 +34,10 @@ from torch.nn.parallel import DistributedDataParallel
 from .checkpoint import CONFIG, VOCAB, WEIGHTS, atomic_write_bytes, atomic_write_text, load_checkpoint, load_trainer_state, read_meta, resolve, save_checkpoint
 from .data import Corpus, batchify, load_corpus, num_windows, shard, windows
 from .errors import TvscriptError
-from .evaluate import LossReport, evaluate_loss
+from .evaluate import LossReport, evaluate_loss, speller_for
 from .model import LSTMLanguageModel, ModelConfig, detach
 
-METRICS_FIELDS = ["step", "epoch", "split", "loss", "perplexity", "bits_per_char", "lr", "tokens_per_second", "elapsed_seconds"]
+METRICS_FIELDS = ["step", "epoch", "split", "loss", "perplexity", "bits_per_char", "bits_per_char_closed", "lr", "tokens_per_second", "elapsed_seconds"]
 
 
 @dataclass(frozen=True)
@@ -217,6 +217,7 @@ class Trainer:
     def __init__(self, config: TrainConfig, model_config: ModelConfig | None, corpus: Corpus,
                  run_dir: Path, resume_state: dict[str, Any] | None = None, log=print):
         self.config, self.run_dir, self.corpus, self.log = config, run_dir, corpus, log
+        self.speller = speller_for(corpus.vocab)
         self.owns_process_group = dist_info().world_size > 1 and not dist.is_initialized()  # close() ends it
         self.dist, self.device = init_distributed(config.device)
         if not self.dist.main:
@@ -352,11 +353,11 @@ class Trainer:
     # -- loop --------------------------------------------------------------------------
     def evaluate(self) -> LossReport:
         report = evaluate_loss(self.model, self.corpus.streams["valid"], unk_id=self.corpus.vocab.unk_id,
-                               rank=self.dist.rank, world_size=self.dist.world_size)
+                               speller=self.speller, rank=self.dist.rank, world_size=self.dist.world_size)
         p = self.progress
         self.log_metrics({"step": p.step, "epoch": p.epoch, "split": "valid", "loss": f"{report.loss:.5f}",
                           "perplexity": f"{report.perplexity:.3f}", "bits_per_char": f"{report.bits_per_char:.5f}",
-                          "elapsed_seconds": f"{p.wall_seconds:.1f}"})
+                          "bits_per_char_closed": f"{report.bits_per_char_closed:.5f}", "elapsed_seconds": f"{p.wall_seconds:.1f}"})
         return report
 
     def checkpoint(self) -> None:
@@ -367,7 +368,8 @@ class Trainer:
         if improved:
             p.best_valid_loss = report.loss
             p.best = {"step": p.step, "loss": report.loss, "perplexity": report.perplexity,
-                      "bits_per_char": report.bits_per_char}
+                      "bits_per_char": report.bits_per_char, "bits_per_char_closed": report.bits_per_char_closed,
+                      "oov_rate": report.oov_rate}
         self.save(best=improved)
         if self.dist.main:
             from .plot import plot_metrics
