@@ -65,3 +65,15 @@ def test_config_validation():
         ModelConfig(vocab_size=100, tie_weights=True, adaptive_cutoffs=(10,))
     with pytest.raises(TvscriptError, match="dropout"):
         ModelConfig(vocab_size=100, dropout=1.5)
+
+
+def test_bf16_autocast_loss_matches_fp32():
+    """The adaptive head runs in fp32 under autocast; the loss stays within bf16 rounding."""
+    torch.manual_seed(0)
+    model = LSTMLanguageModel(ModelConfig(vocab_size=300, embed_dim=32, hidden_dim=32, adaptive_cutoffs=(50, 150)))
+    idx, targets = torch.randint(0, 300, (4, 16)), torch.randint(0, 300, (4, 16))
+    _, fp32, _ = model(idx, targets=targets)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        _, bf16, _ = model(idx, targets=targets)
+    assert bf16.dtype == torch.float32
+    assert abs(bf16.item() - fp32.item()) / fp32.item() < 0.01
