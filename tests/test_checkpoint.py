@@ -115,3 +115,16 @@ def test_not_a_checkpoint(tmp_path):
     (tmp_path / "config.json").write_text(json.dumps({"format": "something-else"}))
     with pytest.raises(CheckpointError, match="not a tvscript checkpoint config"):
         tvscript.load(tmp_path)
+
+
+def test_int8_embedding_export_is_close_and_smaller(tmp_path):
+    torch.manual_seed(0)
+    vocab = Vocab(("<unk>", "\n", *[f"w{i}" for i in range(300)]))
+    model = LSTMLanguageModel(ModelConfig(vocab_size=len(vocab), embed_dim=64, hidden_dim=16)).eval()
+    save_checkpoint(tmp_path / "fp32", model, vocab, {})
+    save_checkpoint(tmp_path / "small", model, vocab, {}, dtype=torch.float16, int8_embedding=True)
+    small = load_checkpoint(tmp_path / "small")
+    size = lambda d: (d / "model.safetensors").stat().st_size  # noqa: E731
+    assert size(tmp_path / "small") < 0.4 * size(tmp_path / "fp32")
+    idx = torch.randint(0, len(vocab), (2, 12))
+    assert torch.allclose(model(idx)[0].softmax(-1), small.model(idx)[0].softmax(-1), atol=2e-3)

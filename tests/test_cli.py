@@ -32,6 +32,10 @@ def test_train_generate_evaluate_end_to_end(tmp_path, tiny_corpus, capsys, monke
     code, out, _ = run(capsys, "generate", "--model", "runs/t", "--max-new-tokens", "30", "--format", "json", "--seed", "1")
     turns = json.loads(out)[0]["turns"]
     assert turns[0]["speaker"] == "jerry"
+    code, out, err = run(capsys, "export", "--model", "runs/t", "--out", "shared/t", "--int8-embedding")
+    assert code == 0 and sorted(p.name for p in (tmp_path / "shared" / "t").iterdir()) == ["config.json", "model.safetensors", "vocab.json"]
+    code, small, _ = run(capsys, "generate", "--model", "shared/t", "--prime", "Elaine", "--max-new-tokens", "30", "--seed", "5")
+    assert code == 0 and small.startswith("elaine:")
     code, out, err = run(capsys, "evaluate", "--model", "runs/t", "--data", str(tiny_corpus), "--json")
     report = json.loads(out)
     assert code == 0 and {"split", "tokens", "oov_rate", "loss", "perplexity", "bits_per_char"} <= set(report)
@@ -59,7 +63,7 @@ def test_bad_input_is_one_line_no_traceback(tmp_path, capsys, monkeypatch, args,
 
 
 def test_help_for_every_command(capsys):
-    for command in ("download", "train", "generate", "evaluate"):
+    for command in ("download", "train", "generate", "evaluate", "export", "serve"):
         assert main([command, "--help"]) == 0
         assert "usage: tvscript " + command in capsys.readouterr().out
 

@@ -33,6 +33,7 @@ from .vocab import Vocab
 FORMAT = "tvscript-checkpoint"
 VERSION = 1
 WEIGHTS, CONFIG, VOCAB, TRAINER_STATE = "model.safetensors", "config.json", "vocab.json", "trainer_state.pt"
+EMBEDDING_SCALE = "embedding.weight_scale"  # present when the embedding is stored as int8
 
 
 class CheckpointError(TvscriptError):
@@ -79,11 +80,25 @@ class Checkpoint:
     path: Path
 
 
-def _weights(model: LSTMLanguageModel, dtype: torch.dtype) -> dict[str, torch.Tensor]:
+def _weights(model: LSTMLanguageModel, dtype: torch.dtype, int8_embedding: bool) -> dict[str, torch.Tensor]:
     tensors = model.state_dict()
     if model.config.tie_weights:
         tensors.pop("head.weight")  # the same tensor as embedding.weight
-    return {k: v.detach().to("cpu", dtype if v.is_floating_point() else v.dtype).contiguous() for k, v in tensors.items()}
+    out = {k: v.detach().to("cpu", dtype if v.is_floating_point() else v.dtype).contiguous() for k, v in tensors.items()}
+    if int8_embedding:
+        # The embedding is most of a small model's bytes; one scale per row keeps int8 close.
+        weight = tensors["embedding.weight"].detach().float().cpu()
+        scale = weight.abs().amax(dim=1, keepdim=True).clamp(min=1e-12) / 127  # (V, 1)
+        out["embedding.weight"] = torch.round(weight / scale).to(torch.int8).contiguous()
+        out[EMBEDDING_SCALE] = scale.to(dtype).contiguous()
+    return out
+
+
+def _dequantize(tensors: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    scale = tensors.pop(EMBEDDING_SCALE, None)
+    if scale is not None:
+        tensors["embedding.weight"] = tensors["embedding.weight"].float() * scale.float()
+    return {k: v.float() if v.is_floating_point() else v for k, v in tensors.items()}
 
 
 def save_checkpoint(
@@ -93,13 +108,14 @@ def save_checkpoint(
     meta: dict[str, Any],
     trainer_state: dict[str, Any] | None = None,
     dtype: torch.dtype = torch.float32,
+    int8_embedding: bool = False,
 ) -> None:
     """Write a complete checkpoint directory at ``path``, replacing any old one atomically."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(dir=path.parent, prefix=f".{path.name}.tmp-"))
     try:
-        save_file(_weights(model, dtype), str(tmp / WEIGHTS))
+        save_file(_weights(model, dtype, int8_embedding), str(tmp / WEIGHTS))
         config = {"format": FORMAT, "version": VERSION, **meta, "model": model.config.to_dict()}
         (tmp / CONFIG).write_text(json.dumps(config, indent=2, ensure_ascii=False), encoding="utf-8")
         (tmp / VOCAB).write_text(json.dumps({"itos": list(vocab.itos)}, ensure_ascii=False), encoding="utf-8")
@@ -171,9 +187,8 @@ def load_checkpoint(path: Path, device: torch.device | str = "cpu") -> Checkpoin
     except (SafetensorError, OSError, ValueError) as err:
         raise CheckpointError(f"{path / WEIGHTS}: not a valid safetensors file ({str(err)[:80]}); the checkpoint is damaged") from None
     model = LSTMLanguageModel(config)
-    tensors = {k: v.float() if v.is_floating_point() else v for k, v in tensors.items()}
     try:
-        missing, unexpected = model.load_state_dict(tensors, strict=False)
+        missing, unexpected = model.load_state_dict(_dequantize(tensors), strict=False)
     except RuntimeError:
         raise CheckpointError(f"{path}: weights do not match config.json (tensor shapes differ)") from None
     allowed = {"head.weight"} if config.tie_weights else set()
@@ -191,3 +206,11 @@ def load_trainer_state(path: Path) -> dict[str, Any]:
         raise CheckpointError(f"{path}: missing; this checkpoint cannot be resumed") from None
     except Exception as err:  # weights_only refuses pickled code with UnpicklingError and friends
         raise CheckpointError(f"{path}: refused or unreadable trainer state ({err.__class__.__name__}); it may be damaged or not from tvscript") from None
+
+
+def export_checkpoint(src: Path, dst: Path, dtype: torch.dtype = torch.float16, int8_embedding: bool = False) -> Path:
+    """A compact copy of a checkpoint for sharing: weights only, in ``dtype``, no trainer state."""
+    ckpt = load_checkpoint(src)
+    meta = {k: v for k, v in ckpt.meta.items() if k not in ("format", "version", "model")}
+    save_checkpoint(Path(dst), ckpt.model, ckpt.vocab, meta, dtype=dtype, int8_embedding=int8_embedding)
+    return Path(dst)

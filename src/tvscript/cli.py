@@ -112,6 +112,12 @@ def build_parser() -> Parser:
     p.add_argument("--output", help="write the script to this file instead of stdout")
     p.add_argument("--format", choices=["text", "markdown", "json", "fountain"], default="text")
 
+    p = sub.add_parser("export", help="write a compact copy of a model for sharing (no trainer state)")
+    _model_arg(p)
+    p.add_argument("--out", required=True, help="checkpoint directory to write")
+    p.add_argument("--dtype", choices=["fp32", "fp16", "bf16"], default="fp16")
+    p.add_argument("--int8-embedding", action="store_true", help="store the embedding as int8 with a scale per row")
+
     p = sub.add_parser("evaluate", help="held-out loss, perplexity and bits per character")
     _model_arg(p)
     p.add_argument("--data", required=True, help="the corpus the model was trained on")
@@ -221,6 +227,16 @@ def cmd_generate(args: argparse.Namespace) -> None:
             out.close()
 
 
+def cmd_export(args: argparse.Namespace) -> None:
+    import torch
+
+    from .api import default_model_path
+    from .checkpoint import export_checkpoint
+
+    dtype = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}[args.dtype]
+    print(export_checkpoint(Path(args.model or default_model_path()), Path(args.out), dtype, args.int8_embedding))
+
+
 def cmd_evaluate(args: argparse.Namespace) -> None:
     from .api import load
     from .data import load_corpus
@@ -255,7 +271,7 @@ def cmd_serve(args: argparse.Namespace) -> None:
 
 
 COMMANDS = {"download": cmd_download, "train": cmd_train, "generate": cmd_generate, "evaluate": cmd_evaluate,
-            "serve": cmd_serve}
+            "export": cmd_export, "serve": cmd_serve}
 
 
 def main(argv: list[str] | None = None) -> int:
