@@ -14,7 +14,7 @@ from typing import Any
 
 import torch
 
-from .checkpoint import CheckpointError, load_checkpoint
+from .checkpoint import CheckpointError, load_checkpoint, resolve
 from .errors import TvscriptError
 from .generate import GenerationConfig, generate_ids, new_seed, prime_tokens
 from .model import LSTMLanguageModel
@@ -32,9 +32,16 @@ def default_model_path() -> Path:
 def pick_device(name: str = "auto") -> torch.device:
     if name != "auto":
         try:
-            return torch.device(name)
+            device = torch.device(name)
         except RuntimeError:
             raise TvscriptError(f"unknown device {name!r}; use auto, cpu, cuda, cuda:N or mps") from None
+        if device.type == "cuda" and not torch.cuda.is_available():
+            raise TvscriptError(f"device {name!r}: CUDA is not available here (no GPU or a CPU-only torch); use --device cpu")
+        if device.type == "cuda" and device.index is not None and device.index >= torch.cuda.device_count():
+            raise TvscriptError(f"device {name!r}: this machine has {torch.cuda.device_count()} CUDA device(s)")
+        if device.type == "mps" and not torch.backends.mps.is_available():
+            raise TvscriptError(f"device {name!r}: MPS is not available here; use --device cpu")
+        return device
     if torch.cuda.is_available():
         return torch.device("cuda")
     if torch.backends.mps.is_available():
@@ -124,7 +131,7 @@ class ScriptModel:
 def load(path: str | Path | None = None, device: str = "cpu") -> ScriptModel:
     """Load a run directory or a checkpoint directory (best/, last/) for generation."""
     path = Path(path) if path is not None else default_model_path()
-    if not path.exists():
+    if not resolve(path).exists():  # resolve: a kill mid-swap leaves the checkpoint as PATH.old
         hint = " (the shipped model is missing; train one with 'tvscript train')" if path == default_model_path() else ""
         raise CheckpointError(f"{path}: no such model directory{hint}")
     ckpt = load_checkpoint(path, pick_device(device))

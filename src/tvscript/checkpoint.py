@@ -132,10 +132,11 @@ def save_checkpoint(
 
 def _swap_in(tmp: Path, path: Path) -> None:
     old = path.with_name(path.name + ".old")
-    if old.exists():
-        shutil.rmtree(old)
-    if path.exists():
+    if path.exists():  # path is complete: any .old is stale
+        if old.exists():
+            shutil.rmtree(old)
         os.replace(path, old)  # from here until the next rename only .old is complete
+    # else a kill between the renames left only .old: it stays until the new one is in place
     os.replace(tmp, path)
     _fsync_dir(path.parent)
     shutil.rmtree(old, ignore_errors=True)
@@ -152,13 +153,18 @@ def resolve(path: Path) -> Path:
     return path
 
 
+MAX_JSON_BYTES = 64 * 1024 * 1024  # config.json and vocab.json: a real vocabulary is well under 10 MB
+
+
 def read_meta(path: Path) -> dict[str, Any]:
     path = resolve(path)
     try:
+        if (path / CONFIG).stat().st_size > MAX_JSON_BYTES:
+            raise CheckpointError(f"{path / CONFIG}: larger than {MAX_JSON_BYTES:,} bytes; not a tvscript checkpoint config")
         meta = json.loads((path / CONFIG).read_text(encoding="utf-8"))
     except FileNotFoundError:
         raise CheckpointError(f"{path}: not a tvscript checkpoint (no {CONFIG}); pass a run directory made by 'tvscript train'") from None
-    except (OSError, ValueError) as err:
+    except (OSError, ValueError, RecursionError) as err:  # RecursionError: deeply nested JSON
         raise CheckpointError(f"{path / CONFIG}: unreadable or not JSON ({err.__class__.__name__}); the checkpoint is damaged") from None
     if not isinstance(meta, dict) or meta.get("format") != FORMAT:
         raise CheckpointError(f"{path / CONFIG}: not a tvscript checkpoint config")
@@ -170,13 +176,16 @@ def read_meta(path: Path) -> dict[str, Any]:
 def load_checkpoint(path: Path, device: torch.device | str = "cpu") -> Checkpoint:
     """Load weights, config and vocabulary; check that they agree. Runs no code from the files."""
     path = resolve(Path(path))
+    if path.is_file():
+        raise CheckpointError(f"{path}: is a file, not a checkpoint directory; pass the folder that holds {CONFIG} "
+                              "(a run directory made by 'tvscript train')")
     if not path.is_dir():
         raise CheckpointError(f"{path}: no such checkpoint directory")
     meta = read_meta(path)
     vocab = Vocab.load(path / VOCAB)
     try:
         config = ModelConfig(**meta["model"])
-    except (TypeError, KeyError) as err:
+    except (TypeError, KeyError, TvscriptError) as err:  # TvscriptError: absurd sizes, refused before allocating
         raise CheckpointError(f"{path / CONFIG}: bad model config ({err})") from None
     if config.vocab_size != len(vocab):
         raise CheckpointError(f"{path}: config says {config.vocab_size} words but vocab.json has {len(vocab)}; the files are from different models")
@@ -186,6 +195,10 @@ def load_checkpoint(path: Path, device: torch.device | str = "cpu") -> Checkpoin
         raise CheckpointError(f"{path}: missing {WEIGHTS}") from None
     except (SafetensorError, OSError, ValueError) as err:
         raise CheckpointError(f"{path / WEIGHTS}: not a valid safetensors file ({str(err)[:80]}); the checkpoint is damaged") from None
+    stored = sum(t.numel() for t in tensors.values())
+    if stored < config.min_parameters():  # checked before the model is allocated: config.json may be absurd
+        raise CheckpointError(f"{path}: weights do not match config.json (it describes at least {config.min_parameters():,} "
+                              f"parameters, {WEIGHTS} holds {stored:,}); the files are from different models")
     model = LSTMLanguageModel(config)
     try:
         missing, unexpected = model.load_state_dict(_dequantize(tensors), strict=False)

@@ -144,16 +144,16 @@ def _model_arg(p: argparse.ArgumentParser) -> None:
 
 
 def _generation_args(p: argparse.ArgumentParser) -> None:
-    from .generate import GenerationConfig
+    from .generate import MAX_NEW_TOKENS, MAX_RETURN_SEQUENCES, MAX_TEMPERATURE, GenerationConfig
 
     d = GenerationConfig()
-    p.add_argument("--max-new-tokens", type=positive_int, default=d.max_new_tokens)
+    p.add_argument("--max-new-tokens", type=_number(int, 1, MAX_NEW_TOKENS), default=d.max_new_tokens)
     p.add_argument("--max-lines", type=positive_int, help="stop after this many lines")
-    p.add_argument("--temperature", type=_number(float, 0), default=d.temperature)
+    p.add_argument("--temperature", type=_number(float, 0, MAX_TEMPERATURE), default=d.temperature)
     p.add_argument("--top-k", type=positive_int, default=d.top_k)
     p.add_argument("--top-p", type=probability, default=d.top_p)
     p.add_argument("--repetition-penalty", type=positive_float, default=d.repetition_penalty)
-    p.add_argument("--num-return-sequences", type=positive_int, default=1)
+    p.add_argument("--num-return-sequences", type=_number(int, 1, MAX_RETURN_SEQUENCES), default=1)
     p.add_argument("--seed", type=nonneg_int, help="same seed, same script")
     p.add_argument("--cast", type=_cast, help="only these speakers, e.g. jerry,george,elaine,kramer")
     p.add_argument("--no-self-reply", action="store_true", help="a speaker never answers themselves")
@@ -209,22 +209,30 @@ def cmd_train(args: argparse.Namespace) -> None:
 
 def cmd_generate(args: argparse.Namespace) -> None:
     from .api import load
+    from .checkpoint import atomic_write_text
     from .formats import render
 
+    output = Path(args.output) if args.output else None
+    if output is not None:  # checked before any work, so a typo costs nothing
+        if output.is_dir():
+            raise TvscriptError(f"--output {output}: is a directory; give a file name such as {output / 'scene.txt'}")
+        if not output.parent.is_dir():
+            raise TvscriptError(f"--output {output}: folder {output.parent} does not exist; create it or choose another path")
     model = load(args.model, device=args.device)
     options = generation_options(args)
-    out = open(args.output, "w", encoding="utf-8") if args.output else sys.stdout
-    try:
-        if args.format == "text" and args.num_return_sequences == 1:
-            for piece in model.stream(args.prime, **options):
-                out.write(piece)
-                out.flush()
-        else:
-            result = model.generate_batch(args.prime, **options)
-            out.write(render(result.texts, args.format))
-    finally:
-        if args.output:
-            out.close()
+    if output is None and args.format == "text" and args.num_return_sequences == 1:
+        for piece in model.stream(args.prime, **options):
+            sys.stdout.write(piece)
+            sys.stdout.flush()
+        return
+    if args.format == "text" and args.num_return_sequences == 1:
+        text = "".join(model.stream(args.prime, **options))
+    else:
+        text = render(model.generate_batch(args.prime, **options).texts, args.format)
+    if output is None:
+        sys.stdout.write(text)
+    else:  # whole file or nothing: a failed or interrupted run never truncates an existing file
+        atomic_write_text(output, text)
 
 
 def cmd_export(args: argparse.Namespace) -> None:

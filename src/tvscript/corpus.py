@@ -91,17 +91,22 @@ def parse_line(raw: str) -> Turn | None:
 def _decode(path: Path, data: bytes, encoding: str) -> str:
     if not data.strip():
         raise CorpusError(f"{path}: the file is empty; expected a transcript with 'NAME: line' turns")
-    if b"\x00" in data[:8192]:
-        raise CorpusError(f"{path}: looks like a binary file, not a text transcript")
     try:
-        return data.decode(encoding)
+        text = data.decode(encoding)
     except UnicodeDecodeError as err:
+        if b"\x00" in data[:8192]:
+            raise CorpusError(f"{path}: looks like a binary file, not a text transcript "
+                              "(if it is UTF-16 text, pass --encoding utf-16)") from None
+        line = data.count(b"\n", 0, err.start) + 1
         raise CorpusError(
-            f"{path}: cannot be decoded as {encoding} (bad byte at offset {err.start}); "
-            "re-save it as UTF-8 or pass --encoding"
+            f"{path}: cannot be decoded as {encoding} (bad byte 0x{data[err.start]:02x} on line {line}, "
+            f"offset {err.start}); re-save it as UTF-8 or pass --encoding"
         ) from None
     except LookupError:
-        raise CorpusError(f"unknown text encoding {encoding!r}") from None
+        raise CorpusError(f"unknown text encoding {encoding!r}; use a name such as utf-8, cp1252 or latin-1") from None
+    if "\x00" in text[:8192]:  # NULs after decoding: not text (checked after, so --encoding utf-16 works)
+        raise CorpusError(f"{path}: looks like a binary file, not a text transcript")
+    return text
 
 
 def _find_column(fields: list[str], wanted: str, path: Path, flag: str) -> str:
@@ -115,7 +120,10 @@ def _find_column(fields: list[str], wanted: str, path: Path, flag: str) -> str:
 
 def parse_csv(text: str, path: Path, speaker_column: str | None, text_column: str | None) -> list[Turn]:
     reader = csv.DictReader(io.StringIO(text))
-    fields = reader.fieldnames or []
+    try:
+        fields = reader.fieldnames or []  # reads the header row: it can be malformed too
+    except csv.Error as err:
+        raise CorpusError(f"{path}: malformed CSV header ({err}); check for an unclosed quote") from None
     speaker_key = _find_column(fields, speaker_column or CSV_DEFAULT_COLUMNS[0], path, "--speaker-column")
     text_key = _find_column(fields, text_column or CSV_DEFAULT_COLUMNS[1], path, "--text-column")
     turns = []
@@ -128,7 +136,7 @@ def parse_csv(text: str, path: Path, speaker_column: str | None, text_column: st
             raw = f"{row.get(speaker_key) or ''}: {row.get(text_key) or ''}"
             turns.append(Turn(speaker, said, len(_SPACES.sub(" ", raw).strip()) + 1))
     except csv.Error as err:
-        raise CorpusError(f"{path}: malformed CSV ({err})") from None
+        raise CorpusError(f"{path}: malformed CSV at line {reader.line_num} ({err}); check for an unclosed quote") from None
     return turns
 
 

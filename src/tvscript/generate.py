@@ -22,6 +22,12 @@ from .sampling import sample
 from .vocab import Vocab
 
 GRACE_TOKENS = 64  # past max_new_tokens, this many more to finish the turn, then it is closed
+# Hard bounds for every caller (CLI, API, server): past them a request is a mistake, not a script.
+MAX_NEW_TOKENS = 100_000
+MAX_RETURN_SEQUENCES = 1024
+MAX_TEMPERATURE = 100.0  # past this the distribution is uniform anyway; huge values overflow to nan
+MIN_TEMPERATURE = 1e-3  # other than 0 (greedy): below this float32 logits / temperature can overflow to nan
+PENALTY_RANGE = (1e-3, 1e3)  # likewise for the repetition penalty, which divides or multiplies logits
 
 
 @dataclass(frozen=True)
@@ -42,12 +48,15 @@ class GenerationConfig:
 
     def __post_init__(self) -> None:
         checks = [
-            (self.max_new_tokens >= 1, f"max_new_tokens must be at least 1, got {self.max_new_tokens}"),
-            (self.temperature >= 0, f"temperature must be >= 0, got {self.temperature}"),
+            (1 <= self.max_new_tokens <= MAX_NEW_TOKENS, f"max_new_tokens must be in [1, {MAX_NEW_TOKENS}], got {self.max_new_tokens}"),
+            (self.temperature == 0 or MIN_TEMPERATURE <= self.temperature <= MAX_TEMPERATURE,
+             f"temperature must be 0 (greedy) or in [{MIN_TEMPERATURE:g}, {MAX_TEMPERATURE:g}], got {self.temperature}"),
             (self.top_k is None or self.top_k >= 1, f"top_k must be at least 1, got {self.top_k}"),
             (0 < self.top_p <= 1, f"top_p must be in (0, 1], got {self.top_p}"),
-            (self.repetition_penalty > 0, f"repetition_penalty must be > 0, got {self.repetition_penalty}"),
-            (self.num_return_sequences >= 1, f"num_return_sequences must be at least 1, got {self.num_return_sequences}"),
+            (PENALTY_RANGE[0] <= self.repetition_penalty <= PENALTY_RANGE[1],
+             f"repetition_penalty must be in [{PENALTY_RANGE[0]:g}, {PENALTY_RANGE[1]:g}], got {self.repetition_penalty}"),
+            (1 <= self.num_return_sequences <= MAX_RETURN_SEQUENCES,
+             f"num_return_sequences must be in [1, {MAX_RETURN_SEQUENCES}], got {self.num_return_sequences}"),
             (self.max_lines is None or self.max_lines >= 1, f"max_lines must be at least 1, got {self.max_lines}"),
             (self.seed is None or 0 <= self.seed < 2**63, f"seed must be in [0, 2^63), got {self.seed}"),
         ]

@@ -18,6 +18,8 @@ from torch import nn
 from .errors import TvscriptError
 
 State = tuple[tuple[torch.Tensor, torch.Tensor], ...]  # per layer (h, c), each (1, B, H)
+MAX_PARAMETERS = 4_000_000_000  # 16 GB of fp32 weights: far past any useful word-level LSTM
+MAX_LAYERS = 64
 
 
 @dataclass(frozen=True)
@@ -35,8 +37,20 @@ class ModelConfig:
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "adaptive_cutoffs", tuple(self.adaptive_cutoffs))
+        # Checked before anything is allocated: a config may come from an untrusted config.json.
+        for name in ("vocab_size", "embed_dim", "hidden_dim", "num_layers"):
+            value = getattr(self, name)
+            if not isinstance(value, int) or isinstance(value, bool):
+                raise TvscriptError(f"{name} must be an integer, got {value!r}")
+        if not all(isinstance(c, int) and not isinstance(c, bool) for c in self.adaptive_cutoffs):
+            raise TvscriptError(f"adaptive cutoffs must be integers, got {self.adaptive_cutoffs!r}")
         if self.vocab_size < 2 or min(self.embed_dim, self.hidden_dim, self.num_layers) < 1:
             raise TvscriptError("vocab size, embedding size, hidden size and layers must be positive")
+        if self.num_layers > MAX_LAYERS:
+            raise TvscriptError(f"num_layers must be at most {MAX_LAYERS}, got {self.num_layers}")
+        if self.min_parameters() > MAX_PARAMETERS:
+            raise TvscriptError(f"a model of at least {self.min_parameters():,} parameters is over the limit of "
+                                f"{MAX_PARAMETERS:,}; use smaller --embed-dim/--hidden-dim/--num-layers")
         for p in (self.dropout, self.input_dropout, self.embed_dropout):
             if not 0.0 <= p < 1.0:
                 raise TvscriptError(f"dropout must be in [0, 1), got {p}")
@@ -45,6 +59,12 @@ class ModelConfig:
         cutoffs = self.effective_cutoffs()
         if cutoffs and (list(cutoffs) != sorted(set(cutoffs)) or cutoffs[0] < 1):
             raise TvscriptError(f"adaptive cutoffs must increase within the vocabulary, got {cutoffs}")
+
+    def min_parameters(self) -> int:
+        """A lower bound on the parameter count (embedding and LSTM layers; the head is extra)."""
+        sizes = [self.embed_dim] + [self.hidden_dim] * (self.num_layers - 1) + [self.output_dim]
+        lstm = sum(4 * b * (a + b + 2) for a, b in zip(sizes, sizes[1:]))
+        return self.vocab_size * self.embed_dim + lstm
 
     def effective_cutoffs(self) -> tuple[int, ...]:
         """Cutoffs that fit this vocabulary (a tiny vocabulary drops the larger ones)."""

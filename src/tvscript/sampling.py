@@ -49,6 +49,8 @@ def sample(
     if top_p < 1.0 and cand_ids is not None:
         # keep the smallest prefix whose mass reaches top_p (the first token always stays)
         before = torch.cumsum(probs, dim=-1) - probs
-        probs = probs.masked_fill(before >= top_p, 0.0)
+        drop = before >= top_p
+        drop[..., 0] = False  # explicitly: a tiny top_p rounds to 0.0 in float32, which would drop it too
+        probs = probs.masked_fill(drop, 0.0)
     choice = torch.multinomial(probs, 1, generator=generator).squeeze(-1)  # (N,)
     return choice if cand_ids is None else cand_ids.gather(-1, choice[:, None]).squeeze(-1)

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import csv
 import hashlib
+import io
 import json
 import math
 import os
@@ -101,10 +102,10 @@ PRESETS: dict[str, tuple[dict[str, Any], dict[str, Any]]] = {
              clip=5.0, warmup_steps=0, schedule="constant", min_freq=1),
     ),
     "default": (
-        dict(embed_dim=256, hidden_dim=512, num_layers=2, dropout=0.4, input_dropout=0.3,
-             embed_dropout=0.1, adaptive_cutoffs=(2000, 8000)),
-        dict(epochs=18, batch_size=32, seq_len=64, lr=3e-3, optimizer="adamw", weight_decay=0.01,
-             clip=1.0, warmup_steps=200, schedule="cosine", min_freq=1, amp=True),
+        dict(embed_dim=256, hidden_dim=512, num_layers=2, dropout=0.3, input_dropout=0.2,
+             embed_dropout=0.05, adaptive_cutoffs=(2000, 8000)),
+        dict(epochs=16, batch_size=32, seq_len=64, lr=3e-3, optimizer="adamw", weight_decay=0.01,
+             clip=0.5, warmup_steps=100, schedule="cosine", min_freq=1, amp=False),
     ),
 }
 
@@ -223,7 +224,7 @@ class StopFlag:
 class Trainer:
     """One training run; ``run()`` trains to the end, the time budget or a stop request."""
 
-    def __init__(self, config: TrainConfig, model_config: ModelConfig | None, corpus: Corpus,
+    def __init__(self, config: TrainConfig, model_config: ModelConfig, corpus: Corpus,
                  run_dir: Path, resume_state: dict[str, Any] | None = None, log=print):
         self.config, self.run_dir, self.corpus, self.log = config, run_dir, corpus, log
         self.speller = speller_for(corpus.vocab)
@@ -234,7 +235,6 @@ class Trainer:
         if config.threads:
             torch.set_num_threads(config.threads)
         torch.manual_seed(config.seed + self.dist.rank)
-        vocab = corpus.vocab
         self.model = LSTMLanguageModel(model_config).to(self.device)
         train_ids = shard(corpus.streams["train"].ids, self.dist.rank, self.dist.world_size)
         self.x, self.y = batchify(train_ids, config.batch_size)  # (B, L) per rank
@@ -283,12 +283,16 @@ class Trainer:
     def _restore(self, saved: dict[str, Any]) -> None:
         if saved.get("world_size", 1) != self.dist.world_size:
             raise TvscriptError(f"this run was trained with {saved.get('world_size')} processes; resume it with the same number")
-        self.optimizer.load_state_dict(saved["optimizer"])
-        self.scheduler.load_state_dict(saved["scheduler"])
-        self.progress = Progress(**saved["progress"])
-        mine = saved["ranks"][self.dist.rank] if "ranks" in saved else saved  # under DDP: this rank's rows and RNG
-        self.state = tuple((h.to(self.device), c.to(self.device)) for h, c in mine["lstm_state"])
-        torch.set_rng_state(mine["torch_rng"])
+        try:
+            self.optimizer.load_state_dict(saved["optimizer"])
+            self.scheduler.load_state_dict(saved["scheduler"])
+            self.progress = Progress(**saved["progress"])
+            mine = saved["ranks"][self.dist.rank] if "ranks" in saved else saved  # under DDP: this rank's rows and RNG
+            self.state = tuple((h.to(self.device), c.to(self.device)) for h, c in mine["lstm_state"])
+            torch.set_rng_state(mine["torch_rng"])
+        except (KeyError, TypeError, ValueError, IndexError, AttributeError, RuntimeError) as err:
+            raise TvscriptError(f"{self.run_dir / 'last'}: trainer_state.pt does not fit this run "
+                                f"({err.__class__.__name__}); it is damaged or from another run") from None
         if "cuda_rng" in mine and self.device.type == "cuda":
             torch.cuda.set_rng_state(mine["cuda_rng"], self.device)
 
@@ -483,10 +487,26 @@ class Trainer:
 def train(config: TrainConfig, model_config: dict[str, Any], log=print, show_progress: bool = True) -> Path:
     """Start a new run in config.out."""
     run_dir = Path(config.out)
-    if (run_dir / "last").exists() or (run_dir / "config.json").exists():
+    if run_dir.exists() and not run_dir.is_dir():
+        raise TvscriptError(f"--out {run_dir}: is a file, not a folder; choose another --out")
+    # last.old: a kill during a checkpoint swap left the only complete checkpoint there
+    if any((run_dir / name).exists() for name in ("last", "last.old", "best", CONFIG, WEIGHTS, "summary.json")):
         raise TvscriptError(f"{run_dir} already holds a run; continue it with --resume {run_dir} or choose another --out")
     corpus = load_corpus(config.data, min_freq=config.min_freq, max_vocab=config.max_vocab,
                          speaker_column=config.speaker_column, text_column=config.text_column, encoding=config.encoding)
+    if corpus.streams["valid"].num_targets == 0:
+        n = sum(len(t) for t in corpus.turns.values())
+        raise TvscriptError(f"{config.data}: only {n} turns, too few to hold out a validation split (5%); "
+                            f"use a corpus of at least 20 turns")
+    world_size = dist_info().world_size
+    per_rank = len(shard(corpus.streams["train"].ids, 0, world_size)) - 1
+    if per_rank < config.batch_size:
+        raise TvscriptError(f"{config.data}: the training split has {per_rank:,} tokens{' per process' if world_size > 1 else ''}, "
+                            f"too few for --batch-size {config.batch_size}; use a --batch-size of at most {max(1, per_rank)} "
+                            f"or a bigger corpus")
+    from .api import pick_device
+
+    pick_device(config.device)  # an unusable --device is reported before the run directory is made
     try:
         mc = ModelConfig(vocab_size=len(corpus.vocab), **model_config)
     except TypeError as err:
@@ -506,14 +526,25 @@ def train(config: TrainConfig, model_config: dict[str, Any], log=print, show_pro
 def resume(run_dir: str | Path, overrides: dict[str, Any] | None = None, log=print, show_progress: bool = True) -> Path:
     """Continue a run from RUN_DIR/last exactly where it stopped."""
     run_dir = Path(run_dir)
+    if not run_dir.is_dir():
+        what = "is a file" if run_dir.exists() else "no such folder"
+        raise TvscriptError(f"--resume {run_dir}: {what}; pass the --out folder of an interrupted 'tvscript train'")
     last = resolve(run_dir / "last")
+    if not (last / CONFIG).exists():
+        raise TvscriptError(f"--resume {run_dir}: no last/ checkpoint to continue from; pass the --out folder of "
+                            f"a 'tvscript train' run (not a checkpoint inside it), or start a new run")
     meta = read_meta(last)
-    config = replace(TrainConfig(**meta["train"]), **(overrides or {}))
+    try:
+        config = replace(TrainConfig(**meta["train"]), **(overrides or {}))
+        expected_sha256 = meta["data"]["sha256"]
+    except (KeyError, TypeError) as err:
+        raise TvscriptError(f"{last / CONFIG}: no usable training settings ({err.__class__.__name__}: {err}); "
+                            f"this checkpoint cannot be resumed") from None
     ckpt = load_checkpoint(last)
     state = load_trainer_state(last)
     corpus = load_corpus(config.data, vocab=ckpt.vocab, speaker_column=config.speaker_column,
                          text_column=config.text_column, encoding=config.encoding)
-    if sha256_file(config.data) != meta["data"]["sha256"]:
+    if sha256_file(config.data) != expected_sha256:
         raise TvscriptError(f"{config.data} has changed since the run started; resume needs the same corpus")
     trainer = Trainer(config, ckpt.model.config, corpus, run_dir, resume_state=state, log=log)
     trainer.model.load_state_dict(ckpt.model.state_dict())
@@ -532,6 +563,9 @@ def _truncate_metrics(path: Path, step: int) -> None:
         return
     with open(path, newline="") as f:
         rows = [r for r in csv.DictReader(f) if r.get("step") and int(r["step"]) <= step]
-    lines = [",".join(METRICS_FIELDS)] + [",".join(r.get(k, "") or "" for k in METRICS_FIELDS) for r in rows]
-    atomic_write_text(path, "\n".join(lines) + "\n")
+    out = io.StringIO()
+    writer = csv.DictWriter(out, METRICS_FIELDS, extrasaction="ignore")
+    writer.writeheader()
+    writer.writerows(rows)
+    atomic_write_text(path, out.getvalue())
 

@@ -65,9 +65,16 @@ class Vocab:
         return [self.itos[i][:-1] for i in self.speaker_ids()]
 
     @classmethod
-    def load(cls, path: Path) -> "Vocab":
+    def load(cls, path: Path, max_bytes: int = 64 * 1024 * 1024) -> "Vocab":
         try:
+            if Path(path).stat().st_size > max_bytes:
+                raise TvscriptError(f"{path}: larger than {max_bytes:,} bytes; not a tvscript vocabulary")
             data = json.loads(Path(path).read_text(encoding="utf-8"))
-            return cls(tuple(data["itos"]))
-        except (OSError, ValueError, KeyError, TypeError) as err:
+            itos = data["itos"]
+            if not isinstance(itos, list) or not all(isinstance(t, str) for t in itos):
+                raise TvscriptError(f"{path}: 'itos' must be a list of strings; not a tvscript vocabulary")
+            return cls(tuple(itos))
+        except (OSError, ValueError, KeyError, TypeError, RecursionError) as err:  # RecursionError: [[[[...
             raise TvscriptError(f"{path}: not a readable vocabulary file ({err.__class__.__name__})") from None
+        except TvscriptError as err:
+            raise TvscriptError(str(err) if str(err).startswith(str(path)) else f"{path}: {err}") from None

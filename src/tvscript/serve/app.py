@@ -164,8 +164,11 @@ def sse(event: str, data: dict[str, Any]) -> bytes:
 class BodyLimit:
     """ASGI middleware: refuse request bodies over max_bytes with 413 (declared or streamed)."""
 
-    class TooLarge(Exception):
-        pass
+    class TooLarge(HTTPException):
+        """An HTTPException, so FastAPI's body parsing re-raises it (any other error there becomes a 400)."""
+
+        def __init__(self, max_bytes: int):
+            super().__init__(413, f"request body too large (limit {max_bytes} bytes)")
 
     def __init__(self, app: Any, max_bytes: int):
         self.app, self.max_bytes = app, max_bytes
@@ -187,7 +190,7 @@ class BodyLimit:
             if message["type"] == "http.request":
                 received += len(message.get("body", b""))
                 if received > self.max_bytes:
-                    raise BodyLimit.TooLarge
+                    raise BodyLimit.TooLarge(self.max_bytes)
             return message
 
         async def tracking_send(message: dict) -> None:
