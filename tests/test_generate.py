@@ -46,18 +46,25 @@ def test_seeded_generation_repeats(tiny_run):
 
 
 def test_generation_carries_state_one_step_per_word(tiny_run, monkeypatch):
-    """The prime runs once; every new word is one model call on one token."""
+    """The prime runs once; every new word is one model step on one token per sequence."""
     model = tvscript.load(tiny_run)
+    cls = type(model.model)
     calls = []
-    real = type(model.model).forward
+    real_forward, real_step = cls.forward, cls.step
 
-    def spy(self, idx, state=None, targets=None):
-        calls.append(idx.shape[1])
-        return real(self, idx, state, targets)
+    def spy_forward(self, idx, state=None, targets=None):
+        calls.append(("forward", tuple(idx.shape)))
+        return real_forward(self, idx, state, targets)
 
-    monkeypatch.setattr(type(model.model), "forward", spy)
+    def spy_step(self, idx, state):
+        calls.append(("step", tuple(idx.shape)))
+        return real_step(self, idx, state)
+
+    monkeypatch.setattr(cls, "forward", spy_forward)
+    monkeypatch.setattr(cls, "step", spy_step)
     model.generate("jerry: hello buddy\ngeorge:", max_new_tokens=30, seed=0, structured=False)
-    assert calls[0] == 5 and set(calls[1:]) == {1} and len(calls) == 30
+    assert calls[0] == ("forward", (1, 5))  # the prime, once
+    assert calls[1:] == [("step", (1,))] * 29  # the 30th word needs no further step
 
 
 def test_num_return_sequences_and_max_lines(tiny_run):

@@ -77,3 +77,15 @@ def test_bf16_autocast_loss_matches_fp32():
         _, bf16, _ = model(idx, targets=targets)
     assert bf16.dtype == torch.float32
     assert abs(bf16.item() - fp32.item()) / fp32.item() < 0.01
+
+
+def test_step_matches_forward():
+    torch.manual_seed(0)
+    model = LSTMLanguageModel(ModelConfig(vocab_size=40, embed_dim=8, hidden_dim=12, num_layers=2,
+                                          adaptive_cutoffs=(10,), dropout=0.5)).eval()
+    idx = torch.randint(0, 40, (3, 5))
+    _, _, state = model(idx[:, :4])
+    expected, _, expected_state = model(idx[:, 4:], state)
+    got, got_state = model.step(idx[:, 4], state)
+    assert torch.allclose(expected, got, atol=1e-5)
+    assert all(torch.allclose(a, b, atol=1e-6) for pa, pb in zip(expected_state, got_state) for a, b in zip(pa, pb))

@@ -194,7 +194,7 @@ def generate_ids(
     limit = config.max_new_tokens + (GRACE_TOKENS if form is not None else 0)
     for step in range(limit):
         if step:
-            logits, _, state = model(ids.clamp(min=0)[:, None].to(device), state)  # one step: (N, V)
+            logits, state = model.step(ids.clamp(min=0).to(device), state)  # (N, V)
         finishing = torch.full((n,), step >= config.max_new_tokens)
         banned = form.banned(finishing) if form is not None else None
         ids = sample(
