@@ -156,7 +156,10 @@ def _generation_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--num-return-sequences", type=_number(int, 1, MAX_RETURN_SEQUENCES), default=1)
     p.add_argument("--seed", type=nonneg_int, help="same seed, same script")
     p.add_argument("--cast", type=_cast, help="only these speakers, e.g. jerry,george,elaine,kramer")
-    p.add_argument("--no-self-reply", action="store_true", help="a speaker never answers themselves")
+    p.add_argument("--no-self-reply", dest="no_self_reply", action="store_true", default=d.no_self_reply,
+                   help="a speaker never answers themselves (the default)")
+    p.add_argument("--allow-self-reply", dest="no_self_reply", action="store_false",
+                   help="let a speaker answer themselves")
     p.add_argument("--unstructured", action="store_true", help="sample freely, without the script-form rules")
 
 

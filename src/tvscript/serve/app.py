@@ -114,7 +114,7 @@ def _request_model(limits: Limits) -> type[BaseModel]:
         seed: int | None = Field(None, ge=0, lt=2**63, description="same seed, same script; omit for a random one")
         cast: list[Annotated[str, Field(min_length=1, max_length=64)]] | None = Field(None, max_length=limits.max_cast,
                                        description="only these speakers, e.g. [\"jerry\", \"george\"]")
-        no_self_reply: bool = Field(False, description="a speaker never answers themselves")
+        no_self_reply: bool = Field(d.no_self_reply, description="a speaker never answers themselves")
         structured: bool = Field(d.structured, description="keep the script form (turns start with a speaker)")
 
     return GenerateRequest
