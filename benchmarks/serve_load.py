@@ -88,6 +88,20 @@ def client_loop(url: str, path: str, body: dict, end: float, timeout: float, out
                     out["errors"][error] = out["errors"].get(error, 0) + 1
 
 
+def run_clients(url: str, path: str, body: dict, clients: int, seconds: float) -> dict:
+    """``clients`` threads sending requests back to back for ``seconds``; their latencies and errors."""
+    out: dict = {"latencies": [], "errors": {}}
+    lock = threading.Lock()
+    end = time.monotonic() + seconds
+    threads = [threading.Thread(target=client_loop, daemon=True, args=(url, path, body, end, seconds + 60, out, lock))
+               for _ in range(clients)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=seconds + 120)
+    return out
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--model", help="run directory (default: the shipped model)")
@@ -96,6 +110,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--endpoint", choices=["generate", "stream"], default="generate")
     p.add_argument("--max-new-tokens", type=int, default=100)
     p.add_argument("--max-concurrency", type=int, default=2, help="passed to the server")
+    p.add_argument("--warmup", type=float, default=0.0, help="seconds of load before the measured run")
     p.add_argument("--port", type=int, default=0, help="default: a free port")
     p.add_argument("--startup-timeout", type=float, default=120.0)
     p.add_argument("--json-out", help="also write the results here as JSON")
@@ -113,20 +128,14 @@ def main(argv: list[str] | None = None) -> int:
         proc = subprocess.Popen(command, stdout=server_log, stderr=subprocess.STDOUT)
         try:
             wait_ready(url, proc, args.startup_timeout)
-            rss_before = rss_kib(proc.pid)
             path = "/api/generate" if args.endpoint == "generate" else "/api/stream"
             body = {"prime": "jerry:", "max_new_tokens": args.max_new_tokens}
-            out: dict = {"latencies": [], "errors": {}}
-            lock = threading.Lock()
+            rss_start = rss_kib(proc.pid)
+            if args.warmup:  # first-use growth (allocator pools, worker threads) is not a leak
+                run_clients(url, path, body, args.clients, args.warmup)
+            rss_before = rss_kib(proc.pid)
             start = time.monotonic()
-            end = start + args.seconds
-            threads = [threading.Thread(target=client_loop, daemon=True,
-                                        args=(url, path, body, end, args.seconds + 60, out, lock))
-                       for _ in range(args.clients)]
-            for t in threads:
-                t.start()
-            for t in threads:
-                t.join(timeout=args.seconds + 120)
+            out = run_clients(url, path, body, args.clients, args.seconds)
             elapsed = time.monotonic() - start
             rss_after, rss_peak = rss_kib(proc.pid), rss_kib(proc.pid, "VmHWM")
         except (RuntimeError, httpx.HTTPError, KeyboardInterrupt) as err:
@@ -151,7 +160,7 @@ def main(argv: list[str] | None = None) -> int:
         "requests_per_second": len(latencies) / elapsed if elapsed else 0.0,
         "latency_p50_s": percentile(latencies, 0.50), "latency_p95_s": percentile(latencies, 0.95),
         "latency_mean_s": statistics.fmean(latencies) if latencies else None,
-        "server_rss_before_kib": rss_before, "server_rss_after_kib": rss_after, "server_rss_peak_kib": rss_peak,
+        "warmup_seconds": args.warmup, "server_rss_start_kib": rss_start, "server_rss_before_kib": rss_before, "server_rss_after_kib": rss_after, "server_rss_peak_kib": rss_peak,
         "cpu_count": os.cpu_count(),
     }
 
@@ -161,7 +170,7 @@ def main(argv: list[str] | None = None) -> int:
     print(f"{result['requests']} requests in {elapsed:.1f} s from {args.clients} clients "
           f"({result['requests_per_second']:.2f} req/s), {result['errors']} errors {out['errors'] or ''}".rstrip())
     print(f"latency p50 {fmt(result['latency_p50_s'])}, p95 {fmt(result['latency_p95_s'])}")
-    print(f"server RSS before {rss_before} KiB, after {rss_after} KiB, peak {rss_peak} KiB")
+    print(f"server RSS at start {rss_start} KiB; before the measured run {rss_before} KiB, after {rss_after} KiB, peak {rss_peak} KiB")
     if args.json_out:
         Path(args.json_out).write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
     return 0
