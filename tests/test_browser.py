@@ -134,8 +134,10 @@ def test_generate_streams_a_scene(page, server):
 
     # The page sent what the form shows: the JSON API gives the same scene for that seed.
     cast = page.eval_on_selector_all("#cast input:checked", "els => els.map(e => e.value)")
+    form = {key: float(page.input_value(f"#{key}")) for key in ("temperature", "top_p")}
+    form["no_self_reply"] = page.is_checked("#no_self_reply")
     same = httpx.post(server.url + "/api/generate", json={"prime": "george:", "max_new_tokens": 80, "seed": 42,
-                                                          "temperature": 0.9, "top_p": 0.95, "cast": cast}).json()
+                                                          "cast": cast, **form}).json()
     assert [line.lower() for line in lines] == [line.lower() for line in same["text"].splitlines() if line.strip()]
 
     with page.expect_download() as info:
