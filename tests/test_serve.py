@@ -64,8 +64,8 @@ def test_model_info(client, model):
 def test_test_perplexity_lookup():
     assert _test_perplexity({}) is None
     assert _test_perplexity({"metrics": {"perplexity": 50.0}}) is None  # validation, not test
-    assert _test_perplexity({"metrics": {"test": {"perplexity": 61.5}}}) == 61.5
-    assert _test_perplexity({"metrics": {"test_perplexity": 70}}) == 70.0
+    assert _test_perplexity({"test": {"split": "test", "perplexity": 61.5}}) == 61.5
+    assert _test_perplexity({"test": "61.5"}) is None
 
 
 def test_page_and_static_files(client):

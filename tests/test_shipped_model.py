@@ -41,3 +41,4 @@ def test_shipped_model_matches_its_card(real_corpus):
     assert report.perplexity == pytest.approx(card["perplexity"], rel=1e-3)
     assert report.bits_per_char == pytest.approx(card["bits_per_char"], rel=1e-3)
     assert report.oov_rate == pytest.approx(card["oov_rate"], rel=1e-6)
+    assert model.meta["test"] == card  # config.json carries the same figures, for the web page

@@ -135,13 +135,9 @@ class GenerateResponse(BaseModel):
 # -- helpers ---------------------------------------------------------------------------------
 
 def test_perplexity(meta: dict[str, Any]) -> float | None:
-    """The test-set perplexity recorded with the model, if any."""
-    metrics = meta.get("metrics") or {}
-    candidates = [metrics.get("test"), meta.get("test"), (meta.get("evaluation") or {}).get("test")]
-    for entry in candidates:
-        if isinstance(entry, dict) and isinstance(entry.get("perplexity"), (int, float)):
-            return float(entry["perplexity"])
-    value = metrics.get("test_perplexity")
+    """The test-split perplexity recorded with the model (config.json's "test": what
+    `tvscript evaluate --json` printed), if any."""
+    value = (meta.get("test") or {}).get("perplexity") if isinstance(meta.get("test"), dict) else None
     return float(value) if isinstance(value, (int, float)) else None
 
 
