@@ -2,10 +2,20 @@
 
 from __future__ import annotations
 
+import os
+import threading
+import time
 from pathlib import Path
 
 import pytest
 import torch
+from hypothesis import settings
+
+# CI runs the property tests with a fixed seed, so a red build is reproducible; locally
+# they explore new examples every run.
+settings.register_profile("ci", derandomize=True, deadline=None, print_blob=True)
+if os.environ.get("CI"):
+    settings.load_profile("ci")
 
 REAL_CORPUS = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "Seinfeld_Scripts.txt"
 
@@ -76,10 +86,28 @@ def real_corpus() -> Path:
     return REAL_CORPUS
 
 
-# CI runs the property tests with a fixed seed, so a red build is reproducible; locally
-# they explore new examples every run.
-from hypothesis import settings as _hypothesis_settings  # noqa: E402
+class ServerThread:
+    """uvicorn serving an app on a free loopback port, in a background thread."""
 
-_hypothesis_settings.register_profile("ci", derandomize=True, deadline=None, print_blob=True)
-if __import__("os").environ.get("CI"):
-    _hypothesis_settings.load_profile("ci")
+    def __init__(self, app):
+        import uvicorn
+
+        from tvscript.serve.app import bind
+
+        self.sock = bind("127.0.0.1", 0)
+        self.url = "http://127.0.0.1:%d" % self.sock.getsockname()[1]
+        self.server = uvicorn.Server(uvicorn.Config(app, log_level="warning", timeout_graceful_shutdown=2))
+        self.thread = threading.Thread(target=self.server.run, kwargs={"sockets": [self.sock]}, daemon=True)
+
+    def __enter__(self):
+        self.thread.start()
+        deadline = time.monotonic() + 20
+        while not self.server.started:
+            assert time.monotonic() < deadline and self.thread.is_alive(), "server did not start"
+            time.sleep(0.02)
+        return self
+
+    def __exit__(self, *exc):
+        self.server.should_exit = True
+        self.thread.join(timeout=10)
+        self.sock.close()

@@ -9,13 +9,12 @@ from __future__ import annotations
 import os
 import re
 import shutil
-import threading
-import time
 from pathlib import Path
 
 import pytest
 
 import tvscript
+from conftest import ServerThread
 from tvscript.serve import create_app
 
 pytestmark = pytest.mark.browser
@@ -34,33 +33,6 @@ def _in_ci() -> bool:
 def chromium_path() -> str | None:
     path = shutil.which("chromium") or "/usr/bin/chromium"
     return path if os.path.exists(path) else None
-
-
-class ServerThread:
-    """uvicorn serving an app on a free loopback port, in a background thread."""
-
-    def __init__(self, app):
-        import uvicorn
-
-        from tvscript.serve.app import bind
-
-        self.sock = bind("127.0.0.1", 0)
-        self.url = "http://127.0.0.1:%d" % self.sock.getsockname()[1]
-        self.server = uvicorn.Server(uvicorn.Config(app, log_level="warning", timeout_graceful_shutdown=2))
-        self.thread = threading.Thread(target=self.server.run, kwargs={"sockets": [self.sock]}, daemon=True)
-
-    def __enter__(self):
-        self.thread.start()
-        deadline = time.monotonic() + 20
-        while not self.server.started:
-            assert time.monotonic() < deadline and self.thread.is_alive(), "server did not start"
-            time.sleep(0.02)
-        return self
-
-    def __exit__(self, *exc):
-        self.server.should_exit = True
-        self.thread.join(timeout=10)
-        self.sock.close()
 
 
 @pytest.fixture(scope="module")

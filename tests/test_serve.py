@@ -5,11 +5,13 @@ from __future__ import annotations
 import json
 import re
 import threading
+import time
 
 import pytest
 from fastapi.testclient import TestClient
 
 import tvscript
+from conftest import ServerThread
 from tvscript.serve import Limits, create_app
 from tvscript.serve.app import test_perplexity as _test_perplexity  # not a test: rename on import
 
@@ -273,38 +275,7 @@ def test_cli_serve_rejects_bad_port(capsys):
 
 # -- a real server: a client that goes away stops its generation ----------------------------
 
-class ServerThread:
-    """uvicorn serving an app on a free loopback port, in a background thread."""
-
-    def __init__(self, app):
-        import uvicorn
-
-        from tvscript.serve.app import bind
-
-        self.sock = bind("127.0.0.1", 0)
-        self.url = "http://127.0.0.1:%d" % self.sock.getsockname()[1]
-        self.server = uvicorn.Server(uvicorn.Config(app, log_level="warning", timeout_graceful_shutdown=2))
-        self.thread = threading.Thread(target=self.server.run, kwargs={"sockets": [self.sock]}, daemon=True)
-
-    def __enter__(self):
-        import time
-
-        self.thread.start()
-        deadline = time.monotonic() + 20
-        while not self.server.started:
-            assert time.monotonic() < deadline and self.thread.is_alive(), "server did not start"
-            time.sleep(0.02)
-        return self
-
-    def __exit__(self, *exc):
-        self.server.should_exit = True
-        self.thread.join(timeout=10)
-        self.sock.close()
-
-
 def test_disconnect_stops_the_generation(tiny_run):
-    import time
-
     import httpx
 
     model = tvscript.load(tiny_run)
