@@ -102,14 +102,18 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--seed", type=int, default=1234)
     p.add_argument("--window-eval", action=argparse.BooleanOptionalAction, default=True,
                    help="also score tvscript with the baseline's 10-word-window evaluation (default: on)")
+    p.add_argument("--only", choices=["tvscript", "baseline"], nargs="+", default=["tvscript", "baseline"],
+                   help="run just these contenders (each needs the whole machine for its budget)")
     args = p.parse_args(argv)
     if args.minutes <= 0:
         p.error("--minutes must be > 0")
 
-    with tempfile.TemporaryDirectory(prefix="quality_budget-") as tmp:
-        out = Path(args.out or tmp) / "tvscript-default"
-        rows = run_tvscript(args, out)
-    rows += run_baseline(args)
+    rows = []
+    if "tvscript" in args.only:
+        with tempfile.TemporaryDirectory(prefix="quality_budget-") as tmp:
+            rows += run_tvscript(args, Path(args.out or tmp) / "tvscript-default")
+    if "baseline" in args.only:
+        rows += run_baseline(args)
 
     env = environment(args.threads)
     print(f"{env['cpu_model']}, torch {env['torch']}, {args.threads} threads; budget {args.minutes:g} minutes each, "
