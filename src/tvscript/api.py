@@ -16,7 +16,7 @@ import torch
 
 from .checkpoint import CheckpointError, load_checkpoint, resolve
 from .errors import TvscriptError
-from .generate import GenerationConfig, generate_ids, new_seed, prime_tokens
+from .generate import GenerationConfig, generate_ids, new_seed, prime_tokens, resolve_cast
 from .model import LSTMLanguageModel
 from .tokenizer import Detokenizer, is_speaker_tag, tokenize_prime
 from .vocab import Vocab
@@ -94,6 +94,7 @@ class ScriptModel:
             raise TvscriptError(str(err)) from None
         if config.seed is None:
             config = replace(config, seed=new_seed())
+        resolve_cast(self.vocab, config.cast)  # an unknown name fails here, before any output
         return self.encode_prime(prime), config
 
     def pieces(self, ids: list[int], config: GenerationConfig) -> Iterator[tuple[int, str]]:

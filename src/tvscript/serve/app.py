@@ -49,7 +49,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from ..api import ScriptModel
 from ..errors import TvscriptError
 from ..formats import to_fountain, turns_of
-from ..generate import GenerationConfig, resolve_cast
+from ..generate import GenerationConfig
 
 log = logging.getLogger("tvscript.serve")
 
@@ -303,8 +303,7 @@ def create_app(model: ScriptModel, limits: Limits | None = None) -> FastAPI:
         options["cast"] = tuple(options["cast"]) if options["cast"] else None
         if options["seed"] is None:
             options["seed"] = secrets.randbits(JS_SAFE_SEED_BITS)
-        ids, config = model.prepare(req.prime, **options)
-        resolve_cast(model.vocab, config.cast)  # an unknown cast fails here, before any streaming
+        ids, config = model.prepare(req.prime, **options)  # an unknown cast fails here, before any streaming
         return ids, config
 
     # -- pages ---------------------------------------------------------------------------
