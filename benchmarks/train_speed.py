@@ -60,9 +60,9 @@ import torch.nn.functional as F
 from torch import nn
 
 import baseline
-import tvscript.train
 from common import add_common_args, environment, peak_rss_mb, print_table, run_isolated, write_json
 from tvscript.data import Corpus, batchify, load_corpus, windows
+from tvscript.devices import bf16_supported
 from tvscript.model import ModelConfig, detach
 from tvscript.train import PRESETS, TrainConfig, Trainer
 
@@ -140,9 +140,7 @@ def build_tvscript(args: argparse.Namespace, name: str, model_overrides: dict[st
     trainer = Trainer(config, ModelConfig(vocab_size=len(data.vocab), **model_options), data, Path(config.out),
                       log=lambda message: None)
     model, optimizer, scheduler = trainer.model, trainer.optimizer, trainer.scheduler
-    # Trainer.run's rule: bf16 autocast when asked for and (where this tvscript checks it) supported.
-    supported = getattr(tvscript.train, "bf16_supported", None)
-    amp = config.amp and (supported is None or supported(trainer.device))
+    amp = config.amp and bf16_supported(trainer.device)  # Trainer.run's rule
     autocast = torch.autocast("cpu", dtype=torch.bfloat16) if amp else contextlib.nullcontext()
     batches = endless_windows(trainer.x, trainer.y, config.seq_len)
     model.train()

@@ -6,7 +6,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from tvscript.corpus import Turn, normalize, parse_line, parse_text
+from tvscript.corpus import normalize, parse_line, parse_text
 from tvscript.tokenizer import EOT, UNK, detokenize, iter_detokenize, tokenize, tokenize_prime, tokenize_turn
 from tvscript.vocab import Vocab
 

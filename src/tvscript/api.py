@@ -12,9 +12,9 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
-import torch
 
 from .checkpoint import CheckpointError, load_checkpoint, resolve
+from .devices import pick_device
 from .errors import TvscriptError
 from .generate import GenerationConfig, generate_ids, new_seed, prime_tokens, resolve_cast
 from .model import LSTMLanguageModel
@@ -27,26 +27,6 @@ SHIPPED_MODEL = Path(__file__).resolve().parents[2] / "models" / "seinfeld"
 def default_model_path() -> Path:
     """The shipped model, or $TVSCRIPT_MODEL when set."""
     return Path(os.environ.get("TVSCRIPT_MODEL") or SHIPPED_MODEL)
-
-
-def pick_device(name: str = "auto") -> torch.device:
-    if name != "auto":
-        try:
-            device = torch.device(name)
-        except RuntimeError:
-            raise TvscriptError(f"unknown device {name!r}; use auto, cpu, cuda, cuda:N or mps") from None
-        if device.type == "cuda" and not torch.cuda.is_available():
-            raise TvscriptError(f"device {name!r}: CUDA is not available here (no GPU or a CPU-only torch); use --device cpu")
-        if device.type == "cuda" and device.index is not None and device.index >= torch.cuda.device_count():
-            raise TvscriptError(f"device {name!r}: this machine has {torch.cuda.device_count()} CUDA device(s)")
-        if device.type == "mps" and not torch.backends.mps.is_available():
-            raise TvscriptError(f"device {name!r}: MPS is not available here; use --device cpu")
-        return device
-    if torch.cuda.is_available():
-        return torch.device("cuda")
-    if torch.backends.mps.is_available():
-        return torch.device("mps")
-    return torch.device("cpu")
 
 
 @dataclass

@@ -34,6 +34,7 @@ from torch.nn.parallel import DistributedDataParallel
 
 from .checkpoint import CONFIG, VOCAB, WEIGHTS, atomic_write_bytes, atomic_write_text, load_checkpoint, load_trainer_state, read_meta, resolve, save_checkpoint
 from .data import Corpus, batchify, load_corpus, num_windows, shard, windows
+from .devices import bf16_supported, pick_device
 from .errors import TvscriptError
 from .evaluate import LossReport, evaluate_loss, speller_for
 from .model import LSTMLanguageModel, ModelConfig, detach
@@ -133,8 +134,6 @@ def dist_info() -> DistInfo:
 
 def init_distributed(device_name: str) -> tuple[DistInfo, torch.device]:
     """Set up the process group under torchrun (nccl on GPUs, gloo on CPU) and pick the device."""
-    from .api import pick_device
-
     info = dist_info()
     device = pick_device(device_name)
     if device.type == "cuda" and info.world_size > 1:
@@ -146,15 +145,6 @@ def init_distributed(device_name: str) -> tuple[DistInfo, torch.device]:
         else:
             dist.init_process_group("gloo")
     return info, device
-
-
-def bf16_supported(device: torch.device) -> bool:
-    """bf16 autocast pays off on GPUs with bf16 and on CPUs with AVX512-BF16/AMX (oneDNN)."""
-    if device.type == "cuda":
-        return torch.cuda.is_bf16_supported()
-    if device.type == "cpu":
-        return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
-    return False
 
 
 def lr_lambda(config: TrainConfig, total_steps: int):
@@ -504,8 +494,6 @@ def train(config: TrainConfig, model_config: dict[str, Any], log=print, show_pro
         raise TvscriptError(f"{config.data}: the training split has {per_rank:,} tokens{' per process' if world_size > 1 else ''}, "
                             f"too few for --batch-size {config.batch_size}; use a --batch-size of at most {max(1, per_rank)} "
                             f"or a bigger corpus")
-    from .api import pick_device
-
     pick_device(config.device)  # an unusable --device is reported before the run directory is made
     try:
         mc = ModelConfig(vocab_size=len(corpus.vocab), **model_config)

@@ -69,12 +69,12 @@ class Vocab:
         try:
             if Path(path).stat().st_size > max_bytes:
                 raise TvscriptError(f"{path}: larger than {max_bytes:,} bytes; not a tvscript vocabulary")
-            data = json.loads(Path(path).read_text(encoding="utf-8"))
-            itos = data["itos"]
-            if not isinstance(itos, list) or not all(isinstance(t, str) for t in itos):
-                raise TvscriptError(f"{path}: 'itos' must be a list of strings; not a tvscript vocabulary")
-            return cls(tuple(itos))
+            itos = json.loads(Path(path).read_text(encoding="utf-8"))["itos"]
         except (OSError, ValueError, KeyError, TypeError, RecursionError) as err:  # RecursionError: [[[[...
             raise TvscriptError(f"{path}: not a readable vocabulary file ({err.__class__.__name__})") from None
-        except TvscriptError as err:
-            raise TvscriptError(str(err) if str(err).startswith(str(path)) else f"{path}: {err}") from None
+        if not isinstance(itos, list) or not all(isinstance(t, str) for t in itos):
+            raise TvscriptError(f"{path}: 'itos' must be a list of strings; not a tvscript vocabulary")
+        try:
+            return cls(tuple(itos))
+        except TvscriptError as err:  # no <unk> first, duplicates
+            raise TvscriptError(f"{path}: {err}") from None
