@@ -6,8 +6,10 @@
   sampling options, ``max_new_tokens`` words from the prime. Timed through
   ``ScriptModel.stream``, which runs the same code as ``generate`` (both consume
   ``ScriptModel.pieces``) and yields once per generated word, so each word's latency can
-  be taken: one LSTM step per word on the carried state. The script-form rules may add up
+  be taken: one LSTM step per word on the carried state, through int8 weights
+  (``tvscript/quantize.py``) where the CPU supports them. The script-form rules may add up
   to a few dozen words past the budget to end the last turn; every generated word counts.
+* ``tvscript-fp32``: the same with ``load(..., int8=False)``: the fp32 weights.
 * ``baseline``: benchmarks/baseline.py's generator (whole 10-word window re-run from a
   zero state for every word, top-5 sampling) with a reference-size model (256/256/2, full
   softmax) of tvscript's vocabulary size. Its weights are random (seeded): the work per
@@ -49,9 +51,11 @@ def contender(name: str, args: argparse.Namespace,
               scripter: tvscript.ScriptModel | None = None) -> Callable[[int], Iterator[Any]]:
     """A function seed -> iterator of generated words, its model loaded (the tvscript one unless given)."""
     torch.set_num_threads(args.threads)
-    if name == "tvscript":
-        scripter = scripter or tvscript.load(args.model)
-        return lambda seed: tvscript_words(scripter, args, seed)
+    if name.startswith("tvscript"):
+        int8 = name == "tvscript"
+        if scripter is None or (scripter.step is scripter.model.step) == int8:
+            scripter = tvscript.load(args.model, int8=int8)
+        return lambda seed, s=scripter: tvscript_words(s, args, seed)
     # Only the vocabulary's size and the prime/padding ids are used: the baseline's process
     # reads vocab.json alone, so its peak RSS holds no tvscript model.
     vocab = scripter.vocab if scripter else Vocab.load(resolve(Path(args.model)) / VOCAB)
@@ -93,7 +97,7 @@ def main(argv: list[str] | None = None) -> int:
         p.error("--max-new-tokens and --repeats must be at least 1")
     torch.set_num_threads(args.threads)
 
-    names = ("tvscript", "baseline")
+    names = ("tvscript", "tvscript-fp32", "baseline")
     scripter = tvscript.load(args.model)
     runs = {name: contender(name, args, scripter) for name in names}
     for run in runs.values():
@@ -111,19 +115,22 @@ def main(argv: list[str] | None = None) -> int:
     for name in names:
         g = gaps[name]
         rows.append({"contender": name, "words": sum(counts[name]), "words_per_run": counts[name],
-                     "seconds": sum(g), "words_per_second": len(g) / sum(g),
+                     "seconds": sum(g), "seconds_per_script": sum(g) / args.repeats, "words_per_second": len(g) / sum(g),
                      "latency_ms_mean": 1000 * statistics.fmean(g), "latency_ms_p50": 1000 * percentile(g, 0.5),
                      "latency_ms_p95": 1000 * percentile(g, 0.95), **memory.get(name, {})})
     c = scripter.model.config
     rows[0]["model"] = f"{args.model} ({c.embed_dim}/{c.hidden_dim}/{c.num_layers})"
-    rows[1]["model"] = "256/256/2 full softmax, random weights (timing does not depend on weights)"
+    rows[1]["model"] = rows[0]["model"] + ", fp32 weights"
+    rows[0]["model"] += ", int8 weights" if scripter.step is not scripter.model.step else ", fp32 weights (no int8 kernel here)"
+    rows[2]["model"] = "256/256/2 full softmax, random weights (timing does not depend on weights)"
     for row in rows:
-        row["x_baseline"] = row["words_per_second"] / rows[1]["words_per_second"]
+        row["x_baseline"] = row["words_per_second"] / rows[2]["words_per_second"]
 
     env = environment(args.threads)
     print(f"{env['cpu_model']}, torch {env['torch']}, {args.threads} threads; vocabulary {len(scripter.vocab):,}; "
           f"{args.repeats} repeats of {args.max_new_tokens} words at batch 1")
-    print_table(rows, [("contender", "contender"), ("words", "words"), ("words_per_second", "words/s"),
+    print_table(rows, [("contender", "contender"), ("words", "words"), ("seconds_per_script", "s per script"),
+                       ("words_per_second", "words/s"),
                        ("x_baseline", "x baseline"), ("latency_ms_mean", "latency ms mean"),
                        ("latency_ms_p50", "p50"), ("latency_ms_p95", "p95"), ("peak_rss_mb", "peak RSS MB")])
     write_json(args.json_out, {"benchmark": "generate_speed", "environment": env, "vocab_size": len(scripter.vocab),

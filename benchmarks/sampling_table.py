@@ -10,7 +10,8 @@ prints one line of a Markdown table. The grid:
 * ``reference``: top_k=5, temperature 1.0, no nucleus (the classic course-project sampler);
 * temperature 0.7 / 0.8 / 0.9 / 1.0  x  top_p 0.9 / 0.95  x  repetition_penalty 1.0 / 1.1;
 
-each both unstructured (free sampling) and structured (the script-form rules).
+each both unstructured (free sampling) and structured (the script-form rules); structured
+rows also go through every ``--self-reply-penalties`` value (``ban``: no_self_reply).
 
 Score (lower is closer to held-out text; the row with the lowest is marked)::
 
@@ -19,7 +20,9 @@ Score (lower is closer to held-out text; the row with the lowest is marked)::
     + (1 + 10 (0.99 - wf))    if wf < 99%
 
 with d2 distinct-2, wpt mean words per turn, sr self-reply rate, tv the total-variation
-distance of the samples' speaker distribution from the held-out one, copy the verbatim-copy
+distance of the samples' speaker distribution from the held-out one with guest characters
+pooled (``cast_tv_distance``: by name, every split is about 0.25 from every other, so the
+by-name distance cannot tell settings apart), copy the verbatim-copy
 rate of lines of 6+ words, wf the well-formed turn rate; ``_h`` marks the held-out value
 (distinct-2 on held-out pseudo-scenes of the samples' size).
 """
@@ -44,16 +47,20 @@ COPY_LIMIT = 0.02
 WELL_FORMED_MIN = 0.99
 
 
-def grid(temperatures: list[float], top_ps: list[float], penalties: list[float], modes: list[str]) -> list[tuple[str, dict[str, Any]]]:
+def grid(temperatures: list[float], top_ps: list[float], penalties: list[float], modes: list[str],
+         self_reply: list[str]) -> list[tuple[str, dict[str, Any]]]:
     """(row name, generation options) for every setting."""
     rows = []
     for mode in modes:
         structured = mode == "structured"
-        rows.append((f"{mode} reference top_k=5 T=1.0",
-                     dict(temperature=1.0, top_k=5, top_p=1.0, repetition_penalty=1.0, structured=structured)))
-        for t, p, rp in itertools.product(temperatures, top_ps, penalties):
-            rows.append((f"{mode} T={t} top_p={p} rp={rp}",
-                         dict(temperature=t, top_k=None, top_p=p, repetition_penalty=rp, structured=structured)))
+        for srp in self_reply if structured else ["0"]:
+            rule = dict(no_self_reply=srp == "ban", self_reply_penalty=0.0 if srp == "ban" else float(srp))
+            tag = f" srp={srp}" if structured else ""
+            rows.append((f"{mode} reference top_k=5 T=1.0{tag}",
+                         dict(temperature=1.0, top_k=5, top_p=1.0, repetition_penalty=1.0, structured=structured, **rule)))
+            for t, p, rp in itertools.product(temperatures, top_ps, penalties):
+                rows.append((f"{mode} T={t} top_p={p} rp={rp}{tag}",
+                             dict(temperature=t, top_k=None, top_p=p, repetition_penalty=rp, structured=structured, **rule)))
     return rows
 
 
@@ -66,7 +73,7 @@ def score(m: dict[str, Any]) -> float:
     s = (_gap(m["sample_distinct_2"], m["heldout_distinct_2"])
          + _gap(m["sample_words_per_turn_mean"], m["heldout_words_per_turn_mean"])
          + _gap(m["sample_self_reply_rate"], m["heldout_self_reply_rate"], floor=0.01)
-         + m["speaker_tv_distance"])
+         + m["cast_tv_distance"])
     if m["sample_copy_rate"] > COPY_LIMIT:
         s += 1 + 10 * (m["sample_copy_rate"] - COPY_LIMIT)
     if m["sample_well_formed_rate"] < WELL_FORMED_MIN:
@@ -91,16 +98,20 @@ COLUMNS = [  # header, metric key (without sample_/heldout_), format
 
 
 def table(rows: list[dict[str, Any]], best: str) -> str:
-    head = ["setting", *[c[0] for c in COLUMNS], "speaker TV", "score"]
+    head = ["setting", *[c[0] for c in COLUMNS], "speaker TV", "cast TV", "score"]
     lines = ["| " + " | ".join(head) + " |", "|" + "|".join(["---"] + ["---:"] * (len(head) - 1)) + "|"]
     first = rows[0]["metrics"]
     cells = [fmt.format(first[f"heldout_{key}"]) for _, key, fmt in COLUMNS]
-    lines.append("| " + " | ".join(["*held-out text*", *cells, "{:.3f}".format(first["heldout_speaker_tv_distance"]), ""]) + " |")
+    floors = [f"{first['heldout_speaker_tv_distance']:.3f}", f"{first['heldout_cast_tv_distance']:.3f}"]
+    lines.append("| " + " | ".join(["*held-out text*", *cells, *floors, ""]) + " |")
+    lines.append("| " + " | ".join(["*training split*", *[""] * len(COLUMNS), f"{first['train_speaker_tv_distance']:.3f}",
+                                     f"{first['train_cast_tv_distance']:.3f}", ""]) + " |")
     for row in rows:
         m = row["metrics"]
         name = f"**{row['name']}** (best)" if row["name"] == best else row["name"]
         cells = [fmt.format(m[f"sample_{key}"]) for _, key, fmt in COLUMNS]
-        lines.append("| " + " | ".join([name, *cells, f"{m['speaker_tv_distance']:.3f}", f"{row['score']:.3f}"]) + " |")
+        lines.append("| " + " | ".join([name, *cells, f"{m['speaker_tv_distance']:.3f}", f"{m['cast_tv_distance']:.3f}",
+                                         f"{row['score']:.3f}"]) + " |")
     return "\n".join(lines)
 
 
@@ -120,6 +131,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--top-ps", type=_floats, default=[0.9, 0.95])
     p.add_argument("--penalties", type=_floats, default=[1.0, 1.1])
     p.add_argument("--modes", default="unstructured,structured", help="unstructured, structured or both")
+    p.add_argument("--self-reply-penalties", default="0,2", help="for structured rows: logit cuts, or ban (default 0,2)")
     p.add_argument("--device", default="cpu")
     p.add_argument("--threads", type=int, help="torch CPU threads")
     p.add_argument("--json-out", help="also write every row's full metrics here")
@@ -132,8 +144,15 @@ def main(argv: list[str] | None = None) -> int:
 
     model = tvscript.load(args.model, device=args.device)
     corpus = load_corpus(args.data, vocab=model.vocab)
+    self_reply = [v.strip() for v in args.self_reply_penalties.split(",") if v.strip()]
+    for value in self_reply:
+        if value != "ban":
+            try:
+                float(value)
+            except ValueError:
+                p.error(f"--self-reply-penalties takes numbers or ban, got {value!r}")
     rows = []
-    for name, options in grid(args.temperatures, args.top_ps, args.penalties, modes):
+    for name, options in grid(args.temperatures, args.top_ps, args.penalties, modes, self_reply):
         started = time.perf_counter()
         metrics = compare_samples(model, corpus, args.split, args.samples, seed=args.seed,
                                   max_new_tokens=args.max_new_tokens, **options)
@@ -144,8 +163,9 @@ def main(argv: list[str] | None = None) -> int:
           f"held-out split: {args.split}); lower score is closer to held-out text.\n")
     print(table(rows, best))
     print("\nHeld-out distinct-n and rep-3gram are shown for held-out text cut to the first row's scene size; "
-          "each row's score uses held-out text cut to its own. The held-out speaker TV is that of "
-          f"{args.samples} held-out pseudo-scenes: the distance a real set of scenes of that size has.")
+          "each row's score uses held-out text cut to its own. The held-out speaker and cast TV are those of "
+          f"{args.samples} held-out pseudo-scenes: the distance a real set of scenes of that size has; the "
+          "training split's are those of the whole training split: what a perfect model of it would score.")
     print(f"\nbest: {best}")
     if args.json_out:
         Path(args.json_out).write_text(json.dumps({

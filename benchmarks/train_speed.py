@@ -37,7 +37,8 @@ backward = 3 x forward and a multiply-add = 2 FLOPs::
 positions_run_per_target is 1 for TBPTT (every position is a target) and 10 for the
 baseline, which runs a whole window, and projects all 10 positions onto the vocabulary,
 for one target. Element-wise work (gates' nonlinearities, dropout, softmax) is not
-counted. The peak is a large torch.matmul timed in the same run (fp32, and bf16); MFU =
+counted. The peak is the fastest of three square torch.matmul sizes timed in the same run
+(fp32, and bf16); MFU =
 tokens/s x FLOPs/token / peak (the bf16 peak for a contender trained under bf16 autocast).
 
 Peak RSS: each contender again in its own 'spawn' process (build, warm up, a few steps),
@@ -232,16 +233,19 @@ def time_steps(contender: Contender, steps: int) -> tuple[int, float]:
     return tokens, time.perf_counter() - start
 
 
-def matmul_peak(n: int, dtype: torch.dtype, repeats: int = 3) -> float:
-    """FLOP/s of the fastest of a few n x n matmuls."""
-    a, b = torch.randn(n, n).to(dtype), torch.randn(n, n).to(dtype)
-    torch.matmul(a, b)  # warm-up: thread pool, kernel choice
-    best = math.inf
-    for _ in range(repeats):
-        start = time.perf_counter()
-        torch.matmul(a, b)
-        best = min(best, time.perf_counter() - start)
-    return 2 * n**3 / best
+def matmul_peak(n: int, dtype: torch.dtype, repeats: int = 5) -> float:
+    """FLOP/s of the fastest of a few m x m matmuls, m in n/4, n/2, n (the best size varies by CPU)."""
+    peak = 0.0
+    for m in (n // 4, n // 2, n):
+        a, b = torch.randn(m, m).to(dtype), torch.randn(m, m).to(dtype)
+        torch.matmul(a, b)  # warm-up: thread pool, kernel choice
+        best = math.inf
+        for _ in range(repeats):
+            start = time.perf_counter()
+            torch.matmul(a, b)
+            best = min(best, time.perf_counter() - start)
+        peak = max(peak, 2 * m**3 / best)
+    return peak
 
 
 def rss_child(name: str, args: argparse.Namespace) -> dict[str, Any]:
@@ -260,7 +264,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--contenders", nargs="+", choices=CONTENDERS, default=list(CONTENDERS))
     p.add_argument("--amp", action=argparse.BooleanOptionalAction, default=None,
                    help="override the default preset's bf16 autocast for the tvscript contenders (default: the preset's)")
-    p.add_argument("--matmul-size", type=int, default=2048, help="n of the n x n matmul that measures the peak")
+    p.add_argument("--matmul-size", type=int, default=2048, help="largest n of the n x n matmuls that measure the peak")
     p.add_argument("--rss-steps", type=int, default=3, help="steps after warm-up in each peak-RSS process")
     p.add_argument("--no-rss", action="store_true", help="skip the per-contender peak-RSS processes")
     p.add_argument("--seed", type=int, default=0)
@@ -301,7 +305,7 @@ def main(argv: list[str] | None = None) -> int:
     env = environment(args.threads)
     print(f"{env['cpu_model']} ({env['cpu_capability']}), torch {env['torch']}, {args.threads} threads; "
           f"matmul peak {peaks['fp32'] / 1e9:,.1f} GFLOP/s fp32, {peaks['bf16'] / 1e9:,.1f} GFLOP/s bf16 "
-          f"(n={args.matmul_size}); {args.rounds} rounds x {args.steps} timed steps")
+          f"(best of n={args.matmul_size // 4}, {args.matmul_size // 2}, {args.matmul_size}); {args.rounds} rounds x {args.steps} timed steps")
     print_table(rows, [("contender", "contender"), ("model", "emb/hid/layers head"), ("vocab", "vocab"),
                        ("batch", "batch x seq"), ("optimizer", "optimizer"), ("tokens_per_second", "tokens/s"),
                        ("x_baseline", "x baseline"), ("x_examples", "x examples"), ("gflop_per_token", "GFLOP/token"),

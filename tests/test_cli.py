@@ -29,6 +29,9 @@ def test_train_generate_evaluate_end_to_end(tmp_path, tiny_corpus, capsys, monke
     code, _, _ = run(capsys, "generate", "--model", "runs/t", "--max-new-tokens", "30", "--seed", "5", "--output", "scene.txt",
                      "--num-return-sequences", "2")
     assert code == 0 and (tmp_path / "scene.txt").read_text().count("---") == 1
+    code, exact, _ = run(capsys, "generate", "--model", "runs/t", "--prime", "Elaine", "--max-new-tokens", "30", "--seed", "5",
+                         "--fp32", "--no-self-reply")
+    assert code == 0 and exact.startswith("elaine:")
     code, out, _ = run(capsys, "generate", "--model", "runs/t", "--max-new-tokens", "30", "--format", "json", "--seed", "1")
     turns = json.loads(out)[0]["turns"]
     assert turns[0]["speaker"] == "jerry"
@@ -47,6 +50,8 @@ def test_train_generate_evaluate_end_to_end(tmp_path, tiny_corpus, capsys, monke
     (["generate", "--top-p", "1.5"], "--top-p: must be <= 1"),
     (["generate", "--max-new-tokens", "0"], "--max-new-tokens: must be >= 1"),
     (["generate", "--temperature", "nan"], "not a finite number"),
+    (["generate", "--self-reply-penalty", "-1"], "--self-reply-penalty: must be >= 0"),
+    (["generate", "--self-reply-penalty", "1000"], "--self-reply-penalty: must be <= 100"),
     (["train", "--data", "missing.txt"], "no such file"),
     (["train"], "--data is required"),
     (["train", "--data", "x.txt", "--lr", "-1"], "--lr: must be > 0"),

@@ -50,18 +50,18 @@ def test_generation_carries_state_one_step_per_word(tiny_run, monkeypatch):
     model = tvscript.load(tiny_run)
     cls = type(model.model)
     calls = []
-    real_forward, real_step = cls.forward, cls.step
+    real_forward, real_step = cls.forward, model.step  # the int8 stepper where the CPU has it
 
     def spy_forward(self, idx, state=None, targets=None):
         calls.append(("forward", tuple(idx.shape)))
         return real_forward(self, idx, state, targets)
 
-    def spy_step(self, idx, state):
+    def spy_step(idx, state):
         calls.append(("step", tuple(idx.shape)))
-        return real_step(self, idx, state)
+        return real_step(idx, state)
 
     monkeypatch.setattr(cls, "forward", spy_forward)
-    monkeypatch.setattr(cls, "step", spy_step)
+    model.step = spy_step
     model.generate("jerry: hello buddy\ngeorge:", max_new_tokens=30, seed=0, structured=False)
     assert calls[0] == ("forward", (1, 5))  # the prime, once
     assert calls[1:] == [("step", (1,))] * 29  # the 30th word needs no further step
@@ -115,3 +115,36 @@ def test_partly_unknown_prime_is_a_note(tiny_run, capsys):
     text = tvscript.load(tiny_run).generate("jerry: hello zorblax", max_new_tokens=5, seed=0)
     assert text.startswith("jerry: hello <unk>")
     assert "zorblax" in capsys.readouterr().err
+
+
+def test_self_reply_penalty_lowers_only_the_previous_speaker(tiny_run):
+    from tvscript.generate import ScriptForm
+
+    vocab = tvscript.load(tiny_run).vocab
+    jerry, george = vocab.stoi["jerry:"], vocab.stoi["george:"]
+    form = ScriptForm(vocab, 2)
+    form.update(torch.tensor([jerry, george]))  # row 0: jerry speaks, row 1: george
+    logits = torch.zeros(2, len(vocab))
+    assert torch.equal(form.penalise_self_reply(logits, 2.0), logits)  # mid-turn: nothing to do
+    form.update(torch.tensor([vocab.eot_id, vocab.eot_id]))  # both turns end
+    out = form.penalise_self_reply(logits, 2.0)
+    assert out[0, jerry] == -2.0 and out[1, george] == -2.0
+    assert int((out != 0).sum()) == 2 and not bool(logits.any())  # the input is left alone
+
+
+def test_self_reply_penalty_option(tiny_run):
+    model = tvscript.load(tiny_run)
+
+    def self_replies(**options) -> int:
+        count = 0
+        for seed in range(8):
+            text = model.generate("jerry", max_new_tokens=60, seed=seed, temperature=1.5, top_p=1.0,
+                                  cast=("jerry", "george"), repetition_penalty=1.0, **options)
+            names = [line.split(":")[0] for line in text.strip().split("\n")]
+            count += sum(a == b for a, b in zip(names, names[1:]))
+        return count
+
+    free, penalised = self_replies(self_reply_penalty=0.0), self_replies(self_reply_penalty=50.0)
+    assert free > 0 and penalised == 0
+    with pytest.raises(TvscriptError, match="self_reply_penalty"):
+        model.generate("jerry", self_reply_penalty=-1.0)

@@ -592,7 +592,7 @@ _fields = {"prime": st.text(max_size=30) | st.sampled_from(["jerry", "george:", 
            "temperature": st.floats(-1, 6), "top_k": st.none() | st.integers(-1, 50), "top_p": st.floats(-0.5, 1.5),
            "repetition_penalty": st.floats(-1, 11), "num_return_sequences": st.integers(0, 3),
            "seed": st.none() | st.integers(-1, 2**64), "cast": st.none() | st.lists(st.sampled_from(["jerry", "george", "x", ""]), max_size=3),
-           "no_self_reply": st.booleans(), "structured": st.booleans()}
+           "no_self_reply": st.booleans(), "self_reply_penalty": st.floats(-1, 120), "structured": st.booleans()}
 _bodies = st.one_of(
     st.fixed_dictionaries({}, optional={k: v | _json for k, v in _fields.items()}),
     _json,

@@ -81,6 +81,18 @@ def test_tv_distance():
     assert sm.tv_distance({}, {}) == 0.0 and sm.tv_distance({"a": 1}, {}) == 1.0
 
 
+def test_recurring_speakers_and_pooling():
+    counts = {"jerry": 60, "george": 30, "hoyt": 9, "kruger": 1}
+    assert sm.recurring_speakers(counts, share=0.05) == {"jerry", "george", "hoyt"}
+    assert sm.recurring_speakers({}) == frozenset()
+    pooled = sm.pool_speakers(counts, {"jerry", "george"})
+    assert pooled == {"jerry": 60, "george": 30, sm.OTHER_SPEAKERS: 10}
+    # guests who differ by name but hold the same share are the same cast once pooled
+    a, b = {"jerry": 3, "hoyt": 1}, {"jerry": 3, "lisi": 1}
+    assert sm.tv_distance(a, b) == pytest.approx(0.25)
+    assert sm.tv_distance(sm.pool_speakers(a, {"jerry"}), sm.pool_speakers(b, {"jerry"})) == 0.0
+
+
 def test_speaker_counts_skip_first():
     scenes = [scene("jerry: a\ngeorge: b\n[narration]\njerry: c"), scene("jerry: d\nelaine: e")]
     assert sm.speaker_counts(scenes) == {"jerry": 3, "george": 1, "elaine": 1}
@@ -205,8 +217,9 @@ def test_structured_generation_is_well_formed(tiny_run, tiny_corpus):
     model = tvscript.load(tiny_run)
     speakers = _train_speakers(tiny_corpus)
     vocab = model.vocab.stoi
-    # Scenes end by max_lines here; the budget's forced end has its own test below.
-    form = dict(max_new_tokens=400, max_lines=10)
+    # Scenes end by max_lines here (the tiny model's turns can run long: a big budget);
+    # the budget's forced end has its own test below.
+    form = dict(max_new_tokens=5000, max_lines=10)
     for seed in range(4):
         turns = sm.parse_scene(model.generate("jerry:", seed=seed, **form))
         assert len(turns) == 10
@@ -252,7 +265,11 @@ def test_compare_samples_on_tiny_run(tiny_run, tiny_corpus):
     assert result["sample_well_formed_rate"] > 0.8 and result["sample_unk_rate"] == 0.0
     assert result["sample_balanced_rate"] == 1.0 and result["sample_inline_tag_rate"] == 0.0
     assert 1 <= result["heldout_scenes"] <= 3  # the tiny test split has room for fewer
-    assert 0.0 <= result["speaker_tv_distance"] <= 1.0 and 0.0 <= result["heldout_speaker_tv_distance"] <= 1.0
+    for prefix in ("", "heldout_", "train_"):
+        assert 0.0 <= result[f"{prefix}speaker_tv_distance"] <= 1.0
+        # pooling merges classes, which can only bring two distributions closer
+        assert result[f"{prefix}cast_tv_distance"] <= result[f"{prefix}speaker_tv_distance"] + 1e-12
+    assert result["recurring_speakers"] and set(result["recurring_speakers"]) <= set(model.speakers())
     assert result["heldout_copy_rate"] == 1.0  # the tiny corpus repeats one scene 20 times
     assert all(not isinstance(v, float) or math.isfinite(v) for v in result.values())
     json.dumps(result)

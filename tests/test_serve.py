@@ -138,6 +138,8 @@ def test_cast_and_no_self_reply(client):
     ("top_p", 1.5, "top_p"),
     ("top_k", 0, "top_k"),
     ("repetition_penalty", 0, "repetition_penalty"),
+    ("self_reply_penalty", -1, "self_reply_penalty"),
+    ("self_reply_penalty", 101, "self_reply_penalty"),
     ("seed", -1, "seed"),
     ("seed", 2**63, "seed"),
     ("max_lines", 0, "max_lines"),

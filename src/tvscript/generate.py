@@ -3,21 +3,22 @@
 ``generate_ids`` runs the prime once, then feeds back one token per step for all
 sequences at once (num_return_sequences is the batch). ``ScriptForm`` keeps the output
 well-formed when ``structured`` is on: every turn starts with a speaker tag (from the
-cast, optionally never the previous speaker), a tag is followed by dialogue, brackets
-close before the turn ends, ``<unk>`` is never drawn, and the scene ends at a turn
-boundary.
+cast, drawn without a nucleus cut; the previous speaker's tag made less likely by
+``self_reply_penalty`` or banned by ``no_self_reply``), a tag is followed by dialogue,
+brackets close before the turn ends, ``<unk>`` is never drawn, and the scene ends at a
+turn boundary.
 """
 
 from __future__ import annotations
 
 import secrets
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 
 import torch
 
 from .errors import TvscriptError
-from .model import LSTMLanguageModel
+from .model import LSTMLanguageModel, State
 from .sampling import sample
 from .vocab import Vocab
 
@@ -28,6 +29,7 @@ MAX_RETURN_SEQUENCES = 1024
 MAX_TEMPERATURE = 100.0  # past this the distribution is uniform anyway; huge values overflow to nan
 MIN_TEMPERATURE = 1e-3  # other than 0 (greedy): below this float32 logits / temperature can overflow to nan
 PENALTY_RANGE = (1e-3, 1e3)  # likewise for the repetition penalty, which divides or multiplies logits
+MAX_SELF_REPLY_PENALTY = 100.0  # a logit cut; past this it is a ban, which no_self_reply says plainly
 
 
 @dataclass(frozen=True)
@@ -39,12 +41,13 @@ class GenerationConfig:
     temperature: float = 1.0
     top_k: int | None = None
     top_p: float = 0.95
-    repetition_penalty: float = 1.1
+    repetition_penalty: float = 1.0
     num_return_sequences: int = 1
     seed: int | None = None
     max_lines: int | None = None
     cast: tuple[str, ...] | None = None  # only these speakers
-    no_self_reply: bool = True  # the model answers itself 15-30% of the time, the show 1.8%
+    no_self_reply: bool = False  # never let a speaker answer themselves
+    self_reply_penalty: float = 2.5  # logit cut on the previous speaker's tag: docs/quality.md
     structured: bool = True
 
     def __post_init__(self) -> None:
@@ -58,6 +61,8 @@ class GenerationConfig:
              f"repetition_penalty must be in [{PENALTY_RANGE[0]:g}, {PENALTY_RANGE[1]:g}], got {self.repetition_penalty}"),
             (1 <= self.num_return_sequences <= MAX_RETURN_SEQUENCES,
              f"num_return_sequences must be in [1, {MAX_RETURN_SEQUENCES}], got {self.num_return_sequences}"),
+            (0 <= self.self_reply_penalty <= MAX_SELF_REPLY_PENALTY,
+             f"self_reply_penalty must be in [0, {MAX_SELF_REPLY_PENALTY:g}], got {self.self_reply_penalty}"),
             (self.max_lines is None or self.max_lines >= 1, f"max_lines must be at least 1, got {self.max_lines}"),
             (self.seed is None or 0 <= self.seed < 2**63, f"seed must be in [0, 2^63), got {self.seed}"),
         ]
@@ -110,6 +115,15 @@ class ScriptForm:
         closed = (ids[:, None] == self.closes[None]).long()
         self.depth = torch.where(eot[:, None], 0, (self.depth + opened - closed).clamp(min=0))
         self.at_turn_start = eot
+
+    def penalise_self_reply(self, logits: torch.Tensor, penalty: float) -> torch.Tensor:
+        """Lower the previous speaker's tag logit by ``penalty`` at a turn start, (N, V) -> (N, V)."""
+        rows = self.at_turn_start & (self.last_speaker >= 0)
+        if penalty == 0 or not bool(rows.any()):
+            return logits
+        logits = logits.clone()
+        logits[rows, self.last_speaker[rows]] -= penalty
+        return logits
 
     def banned(self, finishing: torch.Tensor) -> torch.Tensor:
         """(N, V) bool of tokens that would break the form; ``finishing`` rows must end their turn."""
@@ -174,13 +188,17 @@ def generate_ids(
     prime_ids: list[int],
     config: GenerationConfig,
     seed: int,
+    step: Callable[[torch.Tensor, State], tuple[torch.Tensor, State]] | None = None,
 ) -> Iterator[torch.Tensor]:
     """Yield the next token id of every sequence, (N,), one model step each.
 
-    A finished sequence (max_lines reached) yields -1 from then on; the iterator stops
-    when all are finished or the budget (plus the grace to end a turn) is spent.
+    The prime runs through ``model``; every later token through ``step`` (default
+    ``model.step``; ``quantize.stepper_for`` gives a faster one). A finished sequence
+    (max_lines reached) yields -1 from then on; the iterator stops when all are finished
+    or the budget (plus the grace to end a turn) is spent.
     """
     device = next(model.parameters()).device
+    step = step or model.step
     n = config.num_return_sequences
     generator = torch.Generator().manual_seed(seed)
     prime = torch.tensor([prime_ids or [vocab.eot_id]], device=device).expand(n, -1)  # (N, P)
@@ -196,13 +214,20 @@ def generate_ids(
     lines = torch.zeros(n, dtype=torch.long)
     done = torch.zeros(n, dtype=torch.bool)
     limit = config.max_new_tokens + (GRACE_TOKENS if form is not None else 0)
-    for step in range(limit):
-        if step:
-            logits, state = model.step(ids.clamp(min=0).to(device), state)  # (N, V)
-        finishing = torch.full((n,), step >= config.max_new_tokens)
-        banned = form.banned(finishing) if form is not None else None
+    for t in range(limit):
+        if t:
+            logits, state = step(ids.clamp(min=0).to(device), state)  # (N, V)
+        finishing = torch.full((n,), t >= config.max_new_tokens)
+        logits = logits.cpu()
+        banned, top_p = None, config.top_p
+        if form is not None:
+            banned = form.banned(finishing)
+            logits = form.penalise_self_reply(logits, config.self_reply_penalty)
+            # The nucleus cuts a distribution's unreliable tail; for the next speaker that tail is
+            # the guest cast, a quarter of the show's turns: speakers are drawn from all of it.
+            top_p = torch.where(form.at_turn_start, 1.0, config.top_p)  # (N,)
         ids = sample(
-            logits.cpu(), generator, temperature=config.temperature, top_k=config.top_k, top_p=config.top_p,
+            logits, generator, temperature=config.temperature, top_k=config.top_k, top_p=top_p,
             repetition_penalty=config.repetition_penalty, seen=seen, banned=banned,
         )  # (N,)
         ids = torch.where(done, -1, ids)
@@ -214,7 +239,7 @@ def generate_ids(
         lines += (ids == vocab.eot_id).long()
         if config.max_lines is not None:
             done |= lines >= config.max_lines
-        if form is not None and step >= config.max_new_tokens - 1:
+        if form is not None and t >= config.max_new_tokens - 1:
             done |= ids == vocab.eot_id  # the budget is spent and the turn has ended
         if bool(done.all()):
             return

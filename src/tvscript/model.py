@@ -123,11 +123,12 @@ class LSTMLanguageModel(nn.Module):
 
     def _embed(self, idx: torch.Tensor) -> torch.Tensor:
         weight = self.embedding.weight
+        x = F.embedding(idx, weight)  # (B, T, E)
         p = self.config.embed_dropout
         if self.training and p > 0:
-            keep = weight.new_empty(weight.size(0), 1).bernoulli_(1 - p) / (1 - p)  # (V, 1)
-            weight = weight * keep
-        return F.embedding(idx, weight)  # (B, T, E)
+            keep = weight.new_empty(weight.size(0), 1).bernoulli_(1 - p) / (1 - p)  # (V, 1): one draw per word type
+            x = x * F.embedding(idx, keep)  # the same as masking the whole (V, E) matrix, at the cost of B*T rows
+        return x
 
     def forward(
         self, idx: torch.Tensor, state: State | None = None, targets: torch.Tensor | None = None

@@ -26,12 +26,15 @@ def sample(
     *,
     temperature: float = 1.0,
     top_k: int | None = None,
-    top_p: float = 1.0,
+    top_p: float | torch.Tensor = 1.0,
     repetition_penalty: float = 1.0,
     seen: torch.Tensor | None = None,
     banned: torch.Tensor | None = None,
 ) -> torch.Tensor:
-    """Draw one token per row of logits (N, V); returns ids (N,). temperature 0 is greedy."""
+    """Draw one token per row of logits (N, V); returns ids (N,). temperature 0 is greedy.
+
+    ``top_p`` is one value for every row or one per row, (N,).
+    """
     logits = logits.float()
     if banned is not None:
         logits = logits.masked_fill(banned, float("-inf"))
@@ -39,17 +42,19 @@ def sample(
         logits = apply_repetition_penalty(logits, seen, repetition_penalty)
     if temperature == 0:
         return logits.argmax(dim=-1)
+    top_p = torch.as_tensor(top_p, dtype=torch.float32).expand(logits.size(0))  # (N,)
+    nucleus = bool((top_p < 1.0).any())
     k = min(top_k or MAX_CANDIDATES, logits.size(-1))
-    if top_k is None and top_p >= 1.0:
+    if top_k is None and not nucleus:
         k = logits.size(-1)  # plain sampling from the full distribution needs no sort at all
         cand_logits, cand_ids = logits / temperature, None
     else:
         cand_logits, cand_ids = torch.topk(logits / temperature, k, dim=-1)  # (N, k), sorted
     probs = torch.softmax(cand_logits, dim=-1)
-    if top_p < 1.0 and cand_ids is not None:
+    if nucleus and cand_ids is not None:
         # keep the smallest prefix whose mass reaches top_p (the first token always stays)
         before = torch.cumsum(probs, dim=-1) - probs
-        drop = before >= top_p
+        drop = before >= top_p[:, None]
         drop[..., 0] = False  # explicitly: a tiny top_p rounds to 0.0 in float32, which would drop it too
         probs = probs.masked_fill(drop, 0.0)
     choice = torch.multinomial(probs, 1, generator=generator).squeeze(-1)  # (N,)

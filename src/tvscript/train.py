@@ -233,7 +233,10 @@ class Trainer:
         self.steps_per_epoch = num_windows(self.x.size(1), config.seq_len)
         self.total_steps = self.steps_per_epoch * config.epochs
         opt = torch.optim.AdamW if config.optimizer == "adamw" else torch.optim.Adam
-        self.optimizer = opt(self.model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
+        # The fused kernel updates each parameter in one pass instead of ~10 foreach passes
+        # (benchmarks/train_speed.py: ~15% more tokens/s at the reference size on a CPU).
+        fused = self.device.type in ("cpu", "cuda")
+        self.optimizer = opt(self.model.parameters(), lr=config.lr, weight_decay=config.weight_decay, fused=fused or None)
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, lr_lambda(config, self.total_steps))
         self.progress = Progress()
         self.state = self.model.init_state(config.batch_size, self.device)

@@ -49,7 +49,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from ..api import ScriptModel
 from ..errors import TvscriptError
 from ..formats import to_fountain, turns_of
-from ..generate import GenerationConfig
+from ..generate import MAX_SELF_REPLY_PENALTY, GenerationConfig
 
 log = logging.getLogger("tvscript.serve")
 
@@ -114,6 +114,8 @@ def _request_model(limits: Limits) -> type[BaseModel]:
         seed: int | None = Field(None, ge=0, lt=2**63, description="same seed, same script; omit for a random one")
         cast: list[Annotated[str, Field(min_length=1, max_length=64)]] | None = Field(None, max_length=limits.max_cast,
                                        description="only these speakers, e.g. [\"jerry\", \"george\"]")
+        self_reply_penalty: float = Field(d.self_reply_penalty, ge=0, le=MAX_SELF_REPLY_PENALTY, allow_inf_nan=False,
+                                          description="logit cut that makes a speaker answering themselves rarer")
         no_self_reply: bool = Field(d.no_self_reply, description="a speaker never answers themselves")
         structured: bool = Field(d.structured, description="keep the script form (turns start with a speaker)")
 
