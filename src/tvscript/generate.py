@@ -215,8 +215,6 @@ def generate_ids(
     done = torch.zeros(n, dtype=torch.bool)
     limit = config.max_new_tokens + (GRACE_TOKENS if form is not None else 0)
     for t in range(limit):
-        if t:
-            logits, state = step(ids.clamp(min=0).to(device), state)  # (N, V)
         finishing = torch.full((n,), t >= config.max_new_tokens)
         logits = logits.cpu()
         banned, top_p = None, config.top_p
@@ -224,7 +222,7 @@ def generate_ids(
             banned = form.banned(finishing)
             logits = form.penalise_self_reply(logits, config.self_reply_penalty)
             # The nucleus cuts a distribution's unreliable tail; for the next speaker that tail is
-            # the guest cast, a quarter of the show's turns: speakers are drawn from all of it.
+            # the guest cast, who speak a large share of the show's turns: draw from all of it.
             top_p = torch.where(form.at_turn_start, 1.0, config.top_p)  # (N,)
         ids = sample(
             logits, generator, temperature=config.temperature, top_k=config.top_k, top_p=top_p,
@@ -241,8 +239,9 @@ def generate_ids(
             done |= lines >= config.max_lines
         if form is not None and t >= config.max_new_tokens - 1:
             done |= ids == vocab.eot_id  # the budget is spent and the turn has ended
-        if bool(done.all()):
+        if bool(done.all()) or t + 1 == limit:
             return
+        logits, state = step(ids.clamp(min=0).to(device), state)  # (N, V): no step past the last word
 
 
 def prime_tokens(vocab: Vocab, tokens: list[str]) -> tuple[list[int], list[str]]:
