@@ -131,7 +131,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--top-ps", type=_floats, default=[0.9, 0.95])
     p.add_argument("--penalties", type=_floats, default=[1.0, 1.1])
     p.add_argument("--modes", default="unstructured,structured", help="unstructured, structured or both")
-    p.add_argument("--self-reply-penalties", default="0,2", help="for structured rows: logit cuts, or ban (default 0,2)")
+    p.add_argument("--self-reply-penalties", default="0,2.5", help="for structured rows: logit cuts, or ban (default 0,2.5)")
     p.add_argument("--device", default="cpu")
     p.add_argument("--threads", type=int, help="torch CPU threads")
     p.add_argument("--json-out", help="also write every row's full metrics here")

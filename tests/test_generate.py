@@ -22,6 +22,15 @@ def test_sample_top_k_and_top_p_keep_only_the_best():
     assert set(sample(logits, g, temperature=0, banned=banned).tolist()) == {1}
 
 
+def test_top_p_per_row():
+    g = torch.Generator().manual_seed(0)
+    logits = torch.tensor([[2.0, 1.5, 1.0, 0.5, 0.0]]).repeat(400, 1)  # p ~ 0.40, 0.24, 0.15, 0.09, 0.05
+    top_p = torch.tensor([0.5, 1.0]).repeat(200)  # even rows: nucleus 0.5; odd rows: the whole distribution
+    ids = sample(logits, g, top_p=top_p)
+    assert set(ids[0::2].tolist()) == {0, 1}  # the nucleus 0.5 holds the first two
+    assert set(ids[1::2].tolist()) == {0, 1, 2, 3, 4}
+
+
 def test_sampling_is_reproducible_with_explicit_rng():
     logits = torch.randn(4, 50)
     a = sample(logits, torch.Generator().manual_seed(7), top_k=10)
