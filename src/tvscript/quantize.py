@@ -41,7 +41,7 @@ class Int8Linear:
         weight = F.pad(weight, (0, self.pad))  # (out, in + pad)
         scale = (weight.abs().amax(dim=1) / 127).clamp(min=1e-12)  # (out,)
         scale = scale.bfloat16().float()  # round first, so the int8 values fit the scale actually used
-        self.qweight = (weight / scale[:, None]).round().clamp(-127, 127).to(torch.int8).contiguous()  # (out, in)
+        self.qweight = (weight / scale[:, None]).round().clamp(-127, 127).to(torch.int8).contiguous()  # (out, in + pad)
         self.scale = scale.bfloat16()
         self.bias = None if bias is None else bias.detach().float().clone()
 
