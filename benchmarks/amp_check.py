@@ -4,11 +4,10 @@
 
 Builds tvscript's ``Trainer`` for a preset twice from the same seed (same initial weights,
 same batches, same dropout draws), once with ``amp`` off and once on, and steps each
-``--steps`` times exactly as ``Trainer.run`` does (autocast forward, zero_grad, backward,
-clip, optimizer and scheduler step, carried state detached). Then both are evaluated on the
-valid split in fp32. Prints the mean training loss of the last 50 steps, the valid loss and
-the seconds the steps took, for each. Where the CPU has no bf16, the second run says so and
-is skipped.
+``--steps`` times through ``Trainer.train_step``, the step ``Trainer.run`` takes. Then both
+are evaluated on the valid split in fp32. Prints the mean training loss of the last 50
+steps, the valid loss and the seconds the steps took, for each. Where the CPU has no bf16,
+the second run says so and is skipped.
 """
 
 from __future__ import annotations
@@ -25,7 +24,7 @@ from common import add_common_args, environment, print_table, write_json
 from tvscript.data import load_corpus, windows
 from tvscript.devices import bf16_supported
 from tvscript.evaluate import evaluate_loss
-from tvscript.model import ModelConfig, detach
+from tvscript.model import ModelConfig
 from tvscript.train import PRESETS, TrainConfig, Trainer
 
 LAST_STEPS = 50
@@ -38,26 +37,16 @@ def run(args: argparse.Namespace, corpus: Any, amp: bool) -> dict[str, Any]:
     # The run directory is never written: only Trainer.run saves, and it is not called.
     trainer = Trainer(config, ModelConfig(vocab_size=len(corpus.vocab), **model_options), corpus, Path(config.out),
                       log=lambda message: None)
-    model, optimizer, scheduler = trainer.model, trainer.optimizer, trainer.scheduler
-    autocast = torch.autocast("cpu", dtype=torch.bfloat16, enabled=amp)
-    model.train()
+    trainer.model.train()
     losses: list[float] = []
     start = time.perf_counter()
     for k, xb, yb in windows(trainer.x, trainer.y, config.seq_len):
         if k >= args.steps:
             break
-        with autocast:
-            _, loss, state = model(xb, trainer.state, yb)
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), config.clip)
-        optimizer.step()
-        scheduler.step()
-        trainer.state = detach(state)
-        losses.append(loss.item())
+        losses.append(trainer.train_step(xb, yb).item())
     seconds = time.perf_counter() - start
-    model.eval()
-    valid = evaluate_loss(model, corpus.streams["valid"], unk_id=corpus.vocab.unk_id)
+    trainer.model.eval()
+    valid = evaluate_loss(trainer.model, corpus.streams["valid"], unk_id=corpus.vocab.unk_id)
     return {"contender": "bf16 autocast" if amp else "fp32", "steps": len(losses),
             "train_loss_last": statistics.fmean(losses[-LAST_STEPS:]), "valid_loss": valid.loss, "seconds": seconds}
 

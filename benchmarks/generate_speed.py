@@ -38,6 +38,7 @@ import tvscript
 from common import add_common_args, environment, peak_rss_mb, percentile, print_table, run_isolated, write_json
 from tvscript.api import SHIPPED_MODEL
 from tvscript.checkpoint import VOCAB, resolve
+from tvscript.quantize import Int8Stepper
 from tvscript.vocab import Vocab
 
 
@@ -47,18 +48,15 @@ def tvscript_words(model: tvscript.ScriptModel, args: argparse.Namespace, seed: 
     return pieces
 
 
-def contender(name: str, args: argparse.Namespace,
-              scripter: tvscript.ScriptModel | None = None) -> Callable[[int], Iterator[Any]]:
-    """A function seed -> iterator of generated words, its model loaded (the tvscript one unless given)."""
+def contender(name: str, args: argparse.Namespace) -> Callable[[int], Iterator[Any]]:
+    """A function seed -> iterator of generated words, its model loaded."""
     torch.set_num_threads(args.threads)
     if name.startswith("tvscript"):
-        int8 = name == "tvscript"
-        if scripter is None or (scripter.step is scripter.model.step) == int8:
-            scripter = tvscript.load(args.model, int8=int8)
-        return lambda seed, s=scripter: tvscript_words(s, args, seed)
+        scripter = tvscript.load(args.model, int8=name == "tvscript")
+        return lambda seed: tvscript_words(scripter, args, seed)
     # Only the vocabulary's size and the prime/padding ids are used: the baseline's process
     # reads vocab.json alone, so its peak RSS holds no tvscript model.
-    vocab = scripter.vocab if scripter else Vocab.load(resolve(Path(args.model)) / VOCAB)
+    vocab = Vocab.load(resolve(Path(args.model)) / VOCAB)
     model = baseline.new_model(len(vocab), seed=0)
     prime_id = vocab.stoi.get(args.prime.strip(), vocab.eot_id)
     return lambda seed: baseline.generate(model, prime_id, vocab.eot_id, args.max_new_tokens, seed=seed)
@@ -98,8 +96,8 @@ def main(argv: list[str] | None = None) -> int:
     torch.set_num_threads(args.threads)
 
     names = ("tvscript", "tvscript-fp32", "baseline")
-    scripter = tvscript.load(args.model)
-    runs = {name: contender(name, args, scripter) for name in names}
+    scripter = tvscript.load(args.model)  # for the table: sizes, and whether int8 runs here
+    runs = {name: contender(name, args) for name in names}
     for run in runs.values():
         time_words(run(0))  # warm-up, untimed
     gaps: dict[str, list[float]] = {name: [] for name in names}
@@ -121,7 +119,7 @@ def main(argv: list[str] | None = None) -> int:
     c = scripter.model.config
     rows[0]["model"] = f"{args.model} ({c.embed_dim}/{c.hidden_dim}/{c.num_layers})"
     rows[1]["model"] = rows[0]["model"] + ", fp32 weights"
-    rows[0]["model"] += ", int8 weights" if scripter.step is not scripter.model.step else ", fp32 weights (no int8 kernel here)"
+    rows[0]["model"] += ", int8 weights" if isinstance(scripter.step, Int8Stepper) else ", fp32 weights (no int8 kernel here)"
     rows[2]["model"] = "256/256/2 full softmax, random weights (timing does not depend on weights)"
     for row in rows:
         row["x_baseline"] = row["words_per_second"] / rows[2]["words_per_second"]

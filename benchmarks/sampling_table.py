@@ -119,6 +119,14 @@ def _floats(text: str) -> list[float]:
     return [float(v) for v in text.split(",") if v.strip()]
 
 
+def _self_reply_values(text: str) -> list[str]:
+    values = [v.strip() for v in text.split(",") if v.strip()]
+    for value in values:
+        if value != "ban":
+            float(value)  # a ValueError is argparse's "invalid value" message
+    return values
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--model", required=True, help="run or checkpoint directory")
@@ -131,7 +139,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--top-ps", type=_floats, default=[0.9, 0.95])
     p.add_argument("--penalties", type=_floats, default=[1.0, 1.1])
     p.add_argument("--modes", default="unstructured,structured", help="unstructured, structured or both")
-    p.add_argument("--self-reply-penalties", default="0,2.5", help="for structured rows: logit cuts, or ban (default 0,2.5)")
+    p.add_argument("--self-reply-penalties", type=_self_reply_values, default=["0", "2.5"],
+                   help="for structured rows: logit cuts, or ban (default 0,2.5)")
     p.add_argument("--device", default="cpu")
     p.add_argument("--threads", type=int, help="torch CPU threads")
     p.add_argument("--json-out", help="also write every row's full metrics here")
@@ -144,15 +153,8 @@ def main(argv: list[str] | None = None) -> int:
 
     model = tvscript.load(args.model, device=args.device)
     corpus = load_corpus(args.data, vocab=model.vocab)
-    self_reply = [v.strip() for v in args.self_reply_penalties.split(",") if v.strip()]
-    for value in self_reply:
-        if value != "ban":
-            try:
-                float(value)
-            except ValueError:
-                p.error(f"--self-reply-penalties takes numbers or ban, got {value!r}")
     rows = []
-    for name, options in grid(args.temperatures, args.top_ps, args.penalties, modes, self_reply):
+    for name, options in grid(args.temperatures, args.top_ps, args.penalties, modes, args.self_reply_penalties):
         started = time.perf_counter()
         metrics = compare_samples(model, corpus, args.split, args.samples, seed=args.seed,
                                   max_new_tokens=args.max_new_tokens, **options)

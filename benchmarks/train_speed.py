@@ -7,9 +7,9 @@ Contenders (all on the CPU, fp32 unless the default preset turns on bf16 autocas
 * ``baseline``: the reference recipe (benchmarks/baseline.py): 10-word windows, 128 a batch,
   one loss-bearing token per window, Adam, zero state per batch; vocabulary min_freq=1;
 * ``tvscript-default``: the ``default`` preset's model and TrainConfig (batch, seq_len,
-  optimizer, schedule, clip, min_freq, amp) in tvscript's own Trainer; each step is the
-  body of ``Trainer.run``: autocast forward, zero_grad, backward, clip, optimizer and
-  scheduler step, detach the carried state, ``loss.item()``;
+  optimizer, schedule, clip, min_freq, amp) in tvscript's own Trainer; each step is
+  ``Trainer.train_step`` (what ``Trainer.run`` calls: autocast forward, zero_grad, backward,
+  clip, optimizer and scheduler step, carried state detached), then ``loss.item()``;
 * ``examples-tbptt``: a plain TBPTT LSTM like pytorch/examples' word_language_model at the
   reference size (Embedding 256, LSTM 256 x 2, dropout 0.2, full-softmax Linear), batch 20
   x bptt 35, plain SGD at lr 20 with clip 0.25 (what that example does); vocabulary min_freq=1;
@@ -48,7 +48,6 @@ read from VmHWM (see common.py); ``--no-rss`` skips it.
 from __future__ import annotations
 
 import argparse
-import contextlib
 import math
 import time
 from dataclasses import dataclass, field
@@ -63,8 +62,7 @@ from torch import nn
 import baseline
 from common import add_common_args, environment, peak_rss_mb, print_table, run_isolated, write_json
 from tvscript.data import Corpus, batchify, load_corpus, windows
-from tvscript.devices import bf16_supported
-from tvscript.model import ModelConfig, detach
+from tvscript.model import ModelConfig
 from tvscript.train import PRESETS, TrainConfig, Trainer
 
 CONTENDERS = ("baseline", "tvscript-default", "examples-tbptt", "tvscript-256")
@@ -140,23 +138,13 @@ def build_tvscript(args: argparse.Namespace, name: str, model_overrides: dict[st
     data = corpus(args.data, config.min_freq)
     trainer = Trainer(config, ModelConfig(vocab_size=len(data.vocab), **model_options), data, Path(config.out),
                       log=lambda message: None)
-    model, optimizer, scheduler = trainer.model, trainer.optimizer, trainer.scheduler
-    amp = config.amp and bf16_supported(trainer.device)  # Trainer.run's rule
-    autocast = torch.autocast("cpu", dtype=torch.bfloat16) if amp else contextlib.nullcontext()
+    model, amp = trainer.model, trainer.amp
     batches = endless_windows(trainer.x, trainer.y, config.seq_len)
     model.train()
 
     def step() -> int:
         xb, yb = next(batches)
-        with autocast:
-            _, loss, state = model(xb, trainer.state, yb)
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        nn.utils.clip_grad_norm_(model.parameters(), config.clip)
-        optimizer.step()
-        scheduler.step()
-        trainer.state = detach(state)
-        loss.item()
+        trainer.train_step(xb, yb).item()  # Trainer.run's step, and its one sync per step
         return yb.numel()
 
     lstm = sum(lstm_flops(layer) for layer in model.layers)

@@ -400,16 +400,35 @@ class Trainer:
         if self.owns_process_group and dist.is_initialized():
             dist.destroy_process_group()
 
+    @property
+    def amp(self) -> bool:
+        """bf16 autocast: asked for, and the device has bf16."""
+        return self.config.amp and bf16_supported(self.device)
+
+    def train_step(self, xb: torch.Tensor, yb: torch.Tensor) -> torch.Tensor:
+        """One optimizer step on a TBPTT window from the carried state; returns the loss (still a tensor).
+
+        Forward (bf16 autocast when ``amp``), zero_grad, backward, clip, optimizer and
+        scheduler step, then the new state is carried on without its graph. The model must
+        be in training mode. ``run`` and the benchmarks step through here.
+        """
+        with torch.autocast(self.device.type, dtype=torch.bfloat16) if self.amp else nullcontext():
+            _, loss, state = (self.ddp or self.model)(xb, self.state, yb)
+        self.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.config.clip)
+        self.optimizer.step()
+        self.scheduler.step()
+        self.state = detach(state)
+        return loss
+
     def run(self, show_progress: bool = True) -> Path:
         from tqdm import tqdm
 
         c, p = self.config, self.progress
-        model = self.ddp or self.model
-        model.train()
-        amp = c.amp and bf16_supported(self.device)
-        if c.amp and not amp:
+        (self.ddp or self.model).train()
+        if c.amp and not self.amp:
             self.log(f"--amp: no bf16 support on this {self.device.type}; training in fp32")
-        autocast = (torch.autocast(self.device.type, dtype=torch.bfloat16) if amp else nullcontext())
         start, base_wall = time.perf_counter(), p.wall_seconds
         bar = tqdm(total=self.total_steps, initial=p.step, disable=not (show_progress and self.dist.main),
                    unit="step", dynamic_ncols=True, leave=False)
@@ -419,14 +438,7 @@ class Trainer:
                 for k, xb, yb in windows(self.x, self.y, c.seq_len, start=p.window):
                     t0 = time.perf_counter()
                     xb, yb = xb.to(self.device, non_blocking=True), yb.to(self.device, non_blocking=True)
-                    with autocast:
-                        _, loss, state = model(xb, self.state, yb)
-                    self.optimizer.zero_grad(set_to_none=True)
-                    loss.backward()
-                    torch.nn.utils.clip_grad_norm_(self.model.parameters(), c.clip)
-                    self.optimizer.step()
-                    self.scheduler.step()
-                    self.state = detach(state)
+                    loss = self.train_step(xb, yb)
                     loss_value, requested, spent = self._step_report(loss, stop.requested, start, base_wall)
                     if not math.isfinite(loss_value):
                         raise TvscriptError(f"loss became {loss_value} at step {p.step + 1}; the last good checkpoint "
