@@ -160,6 +160,12 @@ def test_bad_json_is_422(client):
     assert r.status_code == 422 and isinstance(r.json()["detail"], str)
 
 
+def test_unknown_field_with_a_newline_is_a_one_line_422(client):
+    r = client.post("/api/generate", json={"top\np": 0.5})
+    assert r.status_code == 422
+    assert r.json()["detail"] == "top\\np: Extra inputs are not permitted"  # escaped: still one line
+
+
 @pytest.mark.parametrize("request_body,words", [
     ({"cast": ["jerry", "batman"]}, "unknown cast member(s): batman"),
     ({"prime": "zzqx blorf"}, "none of the prime's words"),

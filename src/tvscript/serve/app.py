@@ -151,7 +151,9 @@ def _validation_message(errors: list[dict[str, Any]]) -> str:
             parts.append("the request needs a JSON body: an object of options ({} for the defaults)")
             continue
         parts.append(f"{'.'.join(loc) or 'body'}: {err.get('msg', 'invalid')}")
-    return "; ".join(parts) or "invalid request"
+    message = "; ".join(parts) or "invalid request"
+    # Field names come from the client and may hold newlines: escaped, the message stays one line.
+    return message if message.isprintable() else json.dumps(message)[1:-1]
 
 
 def sse(event: str, data: dict[str, Any]) -> bytes:
