@@ -24,6 +24,8 @@ different vocabularies are not strictly comparable; the OOV rate of each is show
 
 ``--window-eval`` (on by default) also scores the tvscript model exactly as the baseline is
 scored (10-word window, zero state), to separate the model from its longer context.
+``--adapt`` (on by default) also scores it under adaptive evaluation (``tvscript.adapt``:
+one SGD step after each scored window, and a cache of the unknown words seen so far).
 """
 
 from __future__ import annotations
@@ -41,6 +43,7 @@ import torch
 import baseline
 import tvscript
 from common import add_common_args, environment, print_table, write_json
+from tvscript.adapt import AdaptConfig, adaptive_loss
 from tvscript.data import Stream, load_corpus
 from tvscript.evaluate import LossReport, evaluate_loss, speller_for
 from tvscript.train import PRESETS, TrainConfig, train
@@ -74,6 +77,9 @@ def run_tvscript(args: argparse.Namespace, out: Path) -> list[dict[str, Any]]:
     test = load_corpus(args.data, vocab=vocab).streams["test"]
     report = evaluate_loss(model, test, unk_id=vocab.unk_id, speller=speller_for(vocab))
     rows = [row("tvscript-default", vocab, report, training)]
+    if args.adapt:
+        adapted = adaptive_loss(model, test, AdaptConfig(), unk_id=vocab.unk_id, speller=speller_for(vocab))
+        rows.append(row("tvscript-default, adaptive eval", vocab, adapted, training))
     if args.window_eval:  # forward without targets gives the last position's logits (log-probs if adaptive)
         windowed = window_report(lambda x: torch.log_softmax(model(x)[0].float(), dim=-1), test, vocab)
         rows.append(row("tvscript-default, 10-word window eval", vocab, windowed, training))
@@ -102,6 +108,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--seed", type=int, default=1234)
     p.add_argument("--window-eval", action=argparse.BooleanOptionalAction, default=True,
                    help="also score tvscript with the baseline's 10-word-window evaluation (default: on)")
+    p.add_argument("--adapt", action=argparse.BooleanOptionalAction, default=True,
+                   help="also score tvscript under adaptive evaluation, tvscript.adapt's defaults (default: on)")
     p.add_argument("--only", choices=["tvscript", "baseline"], nargs="+", default=["tvscript", "baseline"],
                    help="run just these contenders (each needs the whole machine for its budget)")
     args = p.parse_args(argv)
@@ -123,7 +131,7 @@ def main(argv: list[str] | None = None) -> int:
                        ("epochs", "epochs"), ("perplexity", "test ppl"), ("bits_per_char", "bits/char"),
                        ("bits_per_char_closed", "bits/char closed")])
     write_json(args.json_out, {"benchmark": "quality_budget", "environment": env,
-                               "settings": {k: getattr(args, k) for k in ("minutes", "seed", "data", "window_eval")},
+                               "settings": {k: getattr(args, k) for k in ("minutes", "seed", "data", "window_eval", "adapt")},
                                "results": rows})
     return 0
 

@@ -19,9 +19,10 @@ def test_train_generate_evaluate_end_to_end(tmp_path, tiny_corpus, capsys, monke
     monkeypatch.chdir(tmp_path)
     code, out, err = run(capsys, "train", "--data", str(tiny_corpus), "--out", "runs/t", "--epochs", "1",
                          "--batch-size", "4", "--seq-len", "8", "--embed-dim", "16", "--hidden-dim", "16",
-                         "--min-freq", "1", "--adaptive-cutoffs", "full", "--quiet", "--device", "cpu")
+                         "--min-freq", "1", "--adaptive-cutoffs", "full", "--weight-drop", "0.2", "--quiet", "--device", "cpu")
     assert code == 0, err
     assert out.strip().endswith("runs/t") and "valid loss" in err
+    assert json.loads((tmp_path / "runs" / "t" / "config.json").read_text())["model"]["weight_drop"] == 0.2
     code, out, err = run(capsys, "generate", "--model", "runs/t", "--prime", "Elaine", "--max-new-tokens", "30", "--seed", "5")
     assert code == 0 and out.startswith("elaine:")
     code, again, _ = run(capsys, "generate", "--model", "runs/t/best", "--prime", "Elaine", "--max-new-tokens", "30", "--seed", "5")
@@ -43,6 +44,12 @@ def test_train_generate_evaluate_end_to_end(tmp_path, tiny_corpus, capsys, monke
     report = json.loads(out)
     assert code == 0 and {"split", "tokens", "oov_rate", "loss", "perplexity", "bits_per_char"} <= set(report)
     assert report["split"] == "test" and report["tokens"] > 0
+    code, out, err = run(capsys, "evaluate", "--model", "runs/t", "--data", str(tiny_corpus), "--json", "--adapt",
+                         "--adapt-lr", "0.2", "--adapt-window", "8")
+    adapted = json.loads(out)
+    assert code == 0 and adapted["adapt_lr"] == 0.2 and adapted["adapt_window"] == 8
+    assert adapted["loss"] == report["loss"] and adapted["adapt_loss"] != report["loss"]
+    assert {"adapt_perplexity", "adapt_bits_per_char", "adapt_bits_per_char_closed"} <= set(adapted)
 
 
 @pytest.mark.parametrize("args, message", [
@@ -57,6 +64,8 @@ def test_train_generate_evaluate_end_to_end(tmp_path, tiny_corpus, capsys, monke
     (["train", "--data", "x.txt", "--lr", "-1"], "--lr: must be > 0"),
     (["train", "--data", "x.txt", "--preset", "nope"], "invalid choice"),
     (["evaluate", "--model", "nowhere", "--data", "x.txt"], "no such model directory"),
+    (["evaluate", "--data", "x.txt", "--adapt", "--adapt-lr", "-0.1"], "--adapt-lr: must be >= 0"),
+    (["evaluate", "--data", "x.txt", "--adapt", "--adapt-window", "0"], "--adapt-window: must be >= 1"),
     (["bogus"], "invalid choice"),
 ])
 def test_bad_input_is_one_line_no_traceback(tmp_path, capsys, monkeypatch, args, message):

@@ -89,3 +89,26 @@ def test_step_matches_forward():
     got, got_state = model.step(idx[:, 4], state)
     assert torch.allclose(expected, got, atol=1e-5)
     assert all(torch.allclose(a, b, atol=1e-6) for pa, pb in zip(expected_state, got_state) for a, b in zip(pa, pb))
+
+
+def test_weight_drop_masks_the_recurrent_weights_in_training_only():
+    torch.manual_seed(0)
+    model = LSTMLanguageModel(ModelConfig(vocab_size=30, embed_dim=8, hidden_dim=12, num_layers=2, weight_drop=0.5))
+    plain = LSTMLanguageModel(ModelConfig(vocab_size=30, embed_dim=8, hidden_dim=12, num_layers=2))
+    plain.load_state_dict(model.state_dict())
+    idx, targets = torch.randint(0, 30, (2, 6)), torch.randint(0, 30, (2, 6))
+    assert torch.equal(model.eval()(idx, targets=targets)[1], plain.eval()(idx, targets=targets)[1])
+
+    model.train()
+    torch.manual_seed(5)
+    _, loss, _ = model(idx, targets=targets)
+    torch.manual_seed(5)  # the same draws, made by hand: one (4H, H) mask per layer for the whole batch
+    dropped = [torch.nn.functional.dropout(lstm.weight_hh_l0, 0.5, training=True).detach() for lstm in model.layers]
+    with torch.no_grad():
+        for lstm, w in zip(plain.layers, dropped):
+            lstm.weight_hh_l0.copy_(w)
+    _, expected, _ = plain.eval()(idx, targets=targets)
+    assert torch.allclose(loss, expected, atol=1e-6) and not torch.allclose(loss, model.eval()(idx, targets=targets)[1])
+    model.train()
+    model(idx, targets=targets)[1].backward()
+    assert all(lstm.weight_hh_l0.grad.abs().sum() > 0 for lstm in model.layers)

@@ -90,6 +90,7 @@ def build_parser() -> Parser:
     p.add_argument("--dropout", type=dropout, help="locked dropout between layers and on the output")
     p.add_argument("--input-dropout", type=dropout, help="locked dropout on the embeddings")
     p.add_argument("--embed-dropout", type=dropout, help="drop whole word types")
+    p.add_argument("--weight-drop", type=dropout, help="DropConnect on the LSTM's hidden-to-hidden weights")
     p.add_argument("--tie-weights", action=argparse.BooleanOptionalAction, default=None)
     p.add_argument("--adaptive-cutoffs", type=_cutoffs, help="adaptive softmax cutoffs, e.g. 2000,8000; 'full' for a full softmax")
     p.add_argument("--min-freq", type=positive_int, help="words seen fewer times in train become <unk>")
@@ -123,6 +124,7 @@ def build_parser() -> Parser:
     p.add_argument("--data", required=True, help="the corpus the model was trained on")
     p.add_argument("--split", choices=["test", "valid"], default="test")
     p.add_argument("--samples", type=nonneg_int, default=0, help="also generate N scenes and report script-form metrics")
+    _adapt_args(p)
     p.add_argument("--json", action="store_true", help="print one JSON object")
     p.add_argument("--speaker-column")
     p.add_argument("--text-column")
@@ -166,6 +168,21 @@ def _generation_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--unstructured", action="store_true", help="sample freely, without the script-form rules")
 
 
+def _adapt_args(p: argparse.ArgumentParser) -> None:
+    from .adapt import AdaptConfig
+
+    d = AdaptConfig()
+    p.add_argument("--adapt", action="store_true",
+                   help="also report adaptive (dynamic) evaluation: the model learns from each window after scoring it")
+    p.add_argument("--adapt-lr", type=_number(float, 0), default=d.lr, help=f"SGD step size (default: {d.lr:g})")
+    p.add_argument("--adapt-window", type=_number(int, 1, 100_000), default=d.window,
+                   help=f"tokens scored between two steps (default: {d.window})")
+    p.add_argument("--unk-cache", type=_number(float, 0, 0.99), default=d.unk_cache,
+                   help=f"weight of recently seen unknown words when pricing an <unk> (default: {d.unk_cache:g})")
+    p.add_argument("--unk-cache-size", type=_number(int, 1, 1_000_000), default=d.unk_cache_size,
+                   help=f"how many recent unknown words the cache holds (default: {d.unk_cache_size})")
+
+
 def generation_options(args: argparse.Namespace) -> dict[str, Any]:
     return dict(max_new_tokens=args.max_new_tokens, max_lines=args.max_lines, temperature=args.temperature,
                 top_k=args.top_k, top_p=args.top_p, repetition_penalty=args.repetition_penalty,
@@ -184,7 +201,7 @@ def cmd_download(args: argparse.Namespace) -> None:
 TRAIN_FLAGS = ("epochs", "max_minutes", "batch_size", "seq_len", "lr", "weight_decay", "clip", "warmup_steps",
                "schedule", "optimizer", "min_freq", "max_vocab", "seed", "eval_every", "log_every", "device",
                "threads", "amp", "speaker_column", "text_column", "encoding")
-MODEL_FLAGS = ("embed_dim", "hidden_dim", "num_layers", "dropout", "input_dropout", "embed_dropout",
+MODEL_FLAGS = ("embed_dim", "hidden_dim", "num_layers", "dropout", "input_dropout", "embed_dropout", "weight_drop",
                "tie_weights", "adaptive_cutoffs")
 
 
@@ -264,6 +281,16 @@ def cmd_evaluate(args: argparse.Namespace) -> None:
     result = {"split": args.split, "tokens": report.tokens, "oov_rate": report.oov_rate, "loss": report.loss,
               "perplexity": report.perplexity, "bits_per_char": report.bits_per_char,
               "perplexity_open": report.perplexity_open, "bits_per_char_closed": report.bits_per_char_closed}
+    if args.adapt:
+        from .adapt import AdaptConfig, adaptive_loss
+
+        config = AdaptConfig(lr=args.adapt_lr, window=args.adapt_window, unk_cache=args.unk_cache,
+                             unk_cache_size=args.unk_cache_size)
+        adapted = adaptive_loss(model.model, corpus.streams[args.split], config, unk_id=model.vocab.unk_id,
+                                speller=speller_for(model.vocab))
+        result.update({f"adapt_{key}": value for key, value in config.to_dict().items()})
+        result.update({f"adapt_{key}": getattr(adapted, key) for key in
+                       ("loss", "perplexity", "bits_per_char", "perplexity_open", "bits_per_char_closed")})
     if args.samples:
         from .script_metrics import compare_samples
 

@@ -4,7 +4,8 @@
 nanoGPT: with targets, the mean cross-entropy over every non-padding position; without,
 the logits of the last position only (what sampling needs). Regularisation follows
 AWD-LSTM: embedding dropout (whole word types), locked (variational) dropout on the
-input, between layers and on the output, and optional tied input/output embeddings.
+input, between layers and on the output, weight drop on the recurrent weights, and
+optional tied input/output embeddings.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from dataclasses import asdict, dataclass
 import torch
 import torch.nn.functional as F
 from torch import nn
+from torch.func import functional_call
 
 from .errors import TvscriptError
 
@@ -31,6 +33,7 @@ class ModelConfig:
     dropout: float = 0.0  # locked dropout between layers and on the output
     input_dropout: float = 0.0  # locked dropout on the embeddings
     embed_dropout: float = 0.0  # drops whole word types from the embedding matrix
+    weight_drop: float = 0.0  # DropConnect on each layer's hidden-to-hidden weights, one mask per batch
     tie_weights: bool = False
     adaptive_cutoffs: tuple[int, ...] = ()  # empty: full softmax
     adaptive_div_value: float = 4.0
@@ -51,7 +54,7 @@ class ModelConfig:
         if self.min_parameters() > MAX_PARAMETERS:
             raise TvscriptError(f"a model of at least {self.min_parameters():,} parameters is over the limit of "
                                 f"{MAX_PARAMETERS:,}; use smaller --embed-dim/--hidden-dim/--num-layers")
-        for p in (self.dropout, self.input_dropout, self.embed_dropout):
+        for p in (self.dropout, self.input_dropout, self.embed_dropout, self.weight_drop):
             if not 0.0 <= p < 1.0:
                 raise TvscriptError(f"dropout must be in [0, 1), got {p}")
         if self.tie_weights and self.adaptive_cutoffs:
@@ -133,17 +136,9 @@ class LSTMLanguageModel(nn.Module):
     def forward(
         self, idx: torch.Tensor, state: State | None = None, targets: torch.Tensor | None = None
     ) -> tuple[torch.Tensor | None, torch.Tensor | None, State]:
-        c = self.config
-        if state is None:
-            state = self.init_state(idx.size(0), idx.device)
-        x = locked_dropout(self._embed(idx), c.input_dropout, self.training)  # (B, T, E)
-        new_state = []
-        for i, lstm in enumerate(self.layers):
-            x, s = lstm(x, state[i])  # (B, T, H_i)
-            new_state.append(s)
-            x = locked_dropout(x, c.dropout, self.training)
+        x, new_state = self.hidden(idx, state)  # (B, T, D)
         if targets is None:
-            return self.logits(x[:, -1]), None, tuple(new_state)  # (B, V)
+            return self.logits(x[:, -1]), None, new_state  # (B, V)
         h, t = x.reshape(-1, x.size(-1)), targets.reshape(-1)  # (B*T, D), (B*T,)
         valid = t >= 0
         if not bool(valid.all()):
@@ -153,9 +148,35 @@ class LSTMLanguageModel(nn.Module):
             # buffer), so it always runs in fp32.
             with torch.autocast(h.device.type, enabled=False):
                 loss = self.head(h.float(), t).loss
-            return None, loss, tuple(new_state)
+            return None, loss, new_state
         logits = self.head(h)  # (N, V)
-        return logits, F.cross_entropy(logits.float(), t), tuple(new_state)
+        return logits, F.cross_entropy(logits.float(), t), new_state
+
+    def hidden(self, idx: torch.Tensor, state: State | None = None) -> tuple[torch.Tensor, State]:
+        """The top layer's outputs (B, T, D) for ids (B, T), and the state after them."""
+        c = self.config
+        if state is None:
+            state = self.init_state(idx.size(0), idx.device)
+        x = locked_dropout(self._embed(idx), c.input_dropout, self.training)  # (B, T, E)
+        new_state = []
+        for i, lstm in enumerate(self.layers):
+            if self.training and c.weight_drop > 0:
+                # The same dropped recurrent matrix at every time step (AWD-LSTM's weight drop),
+                # passed in for this call so the fused LSTM kernel still runs.
+                dropped = F.dropout(lstm.weight_hh_l0, c.weight_drop, training=True)  # (4H, H)
+                x, s = functional_call(lstm, {"weight_hh_l0": dropped}, (x, state[i]))  # (B, T, H_i)
+            else:
+                x, s = lstm(x, state[i])  # (B, T, H_i)
+            new_state.append(s)
+            x = locked_dropout(x, c.dropout, self.training)
+        return x, tuple(new_state)
+
+    def token_nll(self, h: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+        """Negative log-likelihood of each target: h (N, D), targets (N,) -> (N,)."""
+        if self.adaptive:
+            with torch.autocast(h.device.type, enabled=False):
+                return -self.head(h.float(), targets).output  # output: the targets' log-probs
+        return F.cross_entropy(self.head(h).float(), targets, reduction="none")
 
     @torch.inference_mode()
     def step(self, idx: torch.Tensor, state: State) -> tuple[torch.Tensor, State]:
