@@ -107,3 +107,12 @@ def test_works_when_called_under_inference_mode():
         ids = torch.randint(0, 12, (30,))
         nll = adaptive_nll(model, ids, AdaptConfig(lr=0.5, window=7))
     assert nll.shape == (29,) and torch.isfinite(nll).all()
+
+
+def test_unknown_word_cache_prices_a_very_long_word():
+    speller = SpellingModel(["ab"], order=2)
+    cache = UnknownWordCache(speller, weight=0.5, size=10)
+    cache.add("ab")
+    word = "\u00e9" * 2000  # a spelling far past exp()'s range
+    assert cache.cost_nats(word) == pytest.approx(speller.cost_nats(word) + math.log(2))
+    assert math.isfinite(cache.cost_nats(word)) and cache.cost_nats(word) > 700

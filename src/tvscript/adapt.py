@@ -70,11 +70,13 @@ class UnknownWordCache:
 
     def cost_nats(self, word: str) -> float:
         """-ln p(word | <unk>) given the words added so far."""
-        p_spell = math.exp(-self.speller.cost_nats(word))
+        spelled = self.speller.cost_nats(word)
         if not self.recent:
-            return -math.log(p_spell)
-        p = self.weight * self.counts[word] / len(self.recent) + (1 - self.weight) * p_spell
-        return -math.log(max(p, 1e-300))  # a spelling of hundreds of rare characters underflows
+            return spelled
+        share = self.counts[word] / len(self.recent)
+        if share == 0.0:  # kept in log space: exp(-spelled) underflows for a long enough word
+            return spelled - math.log(1 - self.weight)
+        return -math.log(self.weight * share + (1 - self.weight) * math.exp(-spelled))
 
     def add(self, word: str) -> None:
         if len(self.recent) == self.recent.maxlen:
@@ -102,7 +104,7 @@ def adaptive_nll(model: LSTMLanguageModel, ids: torch.Tensor, config: AdaptConfi
         out = torch.empty(len(ids) - 1, dtype=torch.float64)
         model = copy.deepcopy(model).eval()  # eval: no dropout; the weights still take gradients
         device = next(model.parameters()).device
-        params = [p for p in model.parameters() if p.requires_grad]
+        sgd = torch.optim.SGD(model.parameters(), lr=config.lr)
         ids = ids.to(device).clone()
         state = model.init_state(1, device)
         for start in range(0, len(ids) - 1, config.window):
@@ -112,12 +114,9 @@ def adaptive_nll(model: LSTMLanguageModel, ids: torch.Tensor, config: AdaptConfi
             nll = model.token_nll(h.reshape(-1, h.size(-1)), y.reshape(-1))  # (T,)
             out[start : start + y.size(1)] = nll.detach().double().cpu()
             if config.lr > 0:  # score first, learn after
-                model.zero_grad(set_to_none=True)
+                sgd.zero_grad()
                 nll.mean().backward()
-                with torch.no_grad():
-                    for p in params:
-                        if p.grad is not None:
-                            p.add_(p.grad, alpha=-config.lr)
+                sgd.step()
             state = detach(state)
     return out
 
