@@ -75,10 +75,11 @@ def run_tvscript(args: argparse.Namespace, out: Path) -> list[dict[str, Any]]:
     scripter = tvscript.load(run_dir)  # the best checkpoint by validation loss
     model, vocab = scripter.model.eval(), scripter.vocab
     test = load_corpus(args.data, vocab=vocab).streams["test"]
-    report = evaluate_loss(model, test, unk_id=vocab.unk_id, speller=speller_for(vocab))
+    speller = speller_for(vocab)
+    report = evaluate_loss(model, test, unk_id=vocab.unk_id, speller=speller)
     rows = [row("tvscript-default", vocab, report, training)]
     if args.adapt:
-        adapted = adaptive_loss(model, test, AdaptConfig(), unk_id=vocab.unk_id, speller=speller_for(vocab))
+        adapted = adaptive_loss(model, test, AdaptConfig(), unk_id=vocab.unk_id, speller=speller)
         rows.append(row("tvscript-default, adaptive eval", vocab, adapted, training))
     if args.window_eval:  # forward without targets gives the last position's logits (log-probs if adaptive)
         windowed = window_report(lambda x: torch.log_softmax(model(x)[0].float(), dim=-1), test, vocab)

@@ -276,21 +276,19 @@ def cmd_evaluate(args: argparse.Namespace) -> None:
     model = load(args.model, device=args.device, int8=not args.fp32)
     corpus = load_corpus(args.data, vocab=model.vocab, speaker_column=args.speaker_column,
                          text_column=args.text_column, encoding=args.encoding)
-    report = evaluate_loss(model.model, corpus.streams[args.split], unk_id=model.vocab.unk_id,
-                           speller=speller_for(model.vocab))
-    result = {"split": args.split, "tokens": report.tokens, "oov_rate": report.oov_rate, "loss": report.loss,
-              "perplexity": report.perplexity, "bits_per_char": report.bits_per_char,
-              "perplexity_open": report.perplexity_open, "bits_per_char_closed": report.bits_per_char_closed}
+    stream, speller = corpus.streams[args.split], speller_for(model.vocab)
+    report = evaluate_loss(model.model, stream, unk_id=model.vocab.unk_id, speller=speller)
+    figures = ("loss", "perplexity", "bits_per_char", "perplexity_open", "bits_per_char_closed")
+    result = {"split": args.split, "tokens": report.tokens, "oov_rate": report.oov_rate,
+              **{key: getattr(report, key) for key in figures}}
     if args.adapt:
         from .adapt import AdaptConfig, adaptive_loss
 
         config = AdaptConfig(lr=args.adapt_lr, window=args.adapt_window, unk_cache=args.unk_cache,
                              unk_cache_size=args.unk_cache_size)
-        adapted = adaptive_loss(model.model, corpus.streams[args.split], config, unk_id=model.vocab.unk_id,
-                                speller=speller_for(model.vocab))
+        adapted = adaptive_loss(model.model, stream, config, unk_id=model.vocab.unk_id, speller=speller)
         result.update({f"adapt_{key}": value for key, value in config.to_dict().items()})
-        result.update({f"adapt_{key}": getattr(adapted, key) for key in
-                       ("loss", "perplexity", "bits_per_char", "perplexity_open", "bits_per_char_closed")})
+        result.update({f"adapt_{key}": getattr(adapted, key) for key in figures})
     if args.samples:
         from .script_metrics import compare_samples
 

@@ -144,11 +144,7 @@ class LSTMLanguageModel(nn.Module):
         if not bool(valid.all()):
             h, t = h[valid], t[valid]
         if self.adaptive:
-            # The adaptive head mixes dtypes under autocast (index_copy into an fp32
-            # buffer), so it always runs in fp32.
-            with torch.autocast(h.device.type, enabled=False):
-                loss = self.head(h.float(), t).loss
-            return None, loss, new_state
+            return None, self.token_nll(h, t).mean(), new_state
         logits = self.head(h)  # (N, V)
         return logits, F.cross_entropy(logits.float(), t), new_state
 
@@ -174,6 +170,8 @@ class LSTMLanguageModel(nn.Module):
     def token_nll(self, h: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
         """Negative log-likelihood of each target: h (N, D), targets (N,) -> (N,)."""
         if self.adaptive:
+            # The adaptive head mixes dtypes under autocast (index_copy into an fp32
+            # buffer), so it always runs in fp32.
             with torch.autocast(h.device.type, enabled=False):
                 return -self.head(h.float(), targets).output  # output: the targets' log-probs
         return F.cross_entropy(self.head(h).float(), targets, reduction="none")
